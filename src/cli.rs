@@ -1,0 +1,177 @@
+//! The command line. The doc comments are the help text and the man page.
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+/// Swap the read-only template under running jails as a transaction.
+///
+/// Every step (stop, unmount, rename, remount, start) is written ahead to a
+/// journal, so an interrupted upgrade resumes or rolls back; health checks
+/// after start commit the upgrade or roll it back automatically.
+#[derive(Parser, Debug)]
+#[command(
+    name = "jailswap",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
+pub struct Cli {
+    /// Configuration file [default: /usr/local/etc/jailswap.toml on FreeBSD, /etc/jailswap.toml elsewhere]
+    #[arg(
+        short,
+        long,
+        global = true,
+        env = "JAILSWAP_CONFIG",
+        value_name = "FILE"
+    )]
+    pub config: Option<PathBuf>,
+
+    /// Print the result as JSON on stdout
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// More detail on stderr
+    #[arg(short, long, global = true, conflicts_with = "quiet")]
+    pub verbose: bool,
+
+    /// No progress on stderr, only errors
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Make a staged template live
+    Upgrade(UpgradeArgs),
+    /// Make the previous template (or an archived one) live again
+    Rollback(RollbackArgs),
+    /// Finish an interrupted transaction
+    Recover(RecoverArgs),
+    /// Show the live template, the jails and any pending transaction
+    Status,
+    /// List past transactions, newest first
+    History {
+        /// Show at most N transactions
+        #[arg(long, value_name = "N")]
+        limit: Option<u32>,
+    },
+    /// Show one transaction with its steps
+    Show {
+        /// The transaction's number, as `history` lists it
+        id: i64,
+    },
+    /// Validate the configuration and run the health checks now; changes nothing
+    Check,
+    /// Print a jailswap.toml for the jails a host already has
+    Init(InitArgs),
+    /// Print a shell completion script
+    Completions {
+        /// bash, zsh or fish
+        shell: clap_complete::Shell,
+    },
+    /// Build a throwaway sandbox, upgrade it, fail an upgrade, show history
+    Demo {
+        /// Keep the sandbox directory instead of removing it
+        #[arg(long)]
+        keep: bool,
+    },
+    /// The small HTTP service the demo and the tests run in their jails
+    #[command(hide = true)]
+    Serve(ServeArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct TransactionArgs {
+    /// Print the ordered plan, each step with its undo, and change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Why: recorded in the journal and shown by history
+    #[arg(long, value_name = "TEXT")]
+    pub reason: Option<String>,
+
+    /// Name the outgoing template gets [default: the label it went live under]
+    #[arg(long, value_name = "NAME")]
+    pub archive_as: Option<String>,
+
+    /// Skip the check that the target has the live template's top-level symlinks
+    #[arg(long)]
+    pub force: bool,
+
+    /// Accept a store that was changed by hand since the last transaction
+    #[arg(long)]
+    pub adopt: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct UpgradeArgs {
+    /// The staged template to make live (a name in the store, such as mroot.20240601)
+    #[arg(long, value_name = "NAME")]
+    pub to: String,
+
+    #[command(flatten)]
+    pub common: TransactionArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct RollbackArgs {
+    /// The archived template to make live [default: the one the last committed transaction archived]
+    #[arg(long, value_name = "NAME")]
+    pub to: Option<String>,
+
+    #[command(flatten)]
+    pub common: TransactionArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct RecoverArgs {
+    /// Roll forward whatever the journal says
+    #[arg(long, conflicts_with = "rollback")]
+    pub resume: bool,
+
+    /// Roll back whatever the journal says
+    #[arg(long)]
+    pub rollback: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct InitArgs {
+    /// Read the jails from a jail.conf(5)
+    #[arg(
+        long,
+        value_name = "FILE",
+        conflicts_with = "from_fstab",
+        required_unless_present = "from_fstab"
+    )]
+    pub from_jail_conf: Option<PathBuf>,
+
+    /// Read the jails from a system fstab that mounts the template into each jail
+    #[arg(long, value_name = "FILE")]
+    pub from_fstab: Option<PathBuf>,
+
+    /// The store: the directory that holds the live template
+    #[arg(long, value_name = "DIR")]
+    pub store: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// The jail root: the service answers with the contents of ROOT/VERSION
+    #[arg(long)]
+    pub root: PathBuf,
+    /// Address to listen on
+    #[arg(long)]
+    pub listen: String,
+    /// Write the service's pid here once it listens
+    #[arg(long)]
+    pub pidfile: PathBuf,
+    /// Start in the background and return once it listens
+    #[arg(long)]
+    pub detach: bool,
+    /// Sleep this long before listening (a slow start)
+    #[arg(long, default_value = "0ms")]
+    pub start_delay: String,
+}

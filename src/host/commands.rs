@@ -1,0 +1,121 @@
+//! The host as FreeBSD runs it: the system's own tools.
+//!
+//! nullfs through `mount -t nullfs [-o ro] SOURCE TARGET`, `umount TARGET`
+//! (never `-f`), the mount table from `mount -p` (fstab format, spaces
+//! escaped as `\040`), jail commands through `/bin/sh -c` (by default
+//! `service jail start|stop NAME` and `jls -j NAME`). It is the default on
+//! FreeBSD and can be chosen elsewhere with `backend = "commands"`; the
+//! tests run it on Linux against recording stand-ins for these tools.
+
+use super::{run_jail_command, run_status_command, store, Host, HostError, HostResult};
+use crate::config::{HealthCheck, JailSpec};
+use crate::fstab::{self, MountSpec};
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+pub struct CommandsHost;
+
+fn run(program: &str, arguments: &[&str]) -> HostResult<String> {
+    let output = Command::new(program)
+        .args(arguments)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|error| HostError::Failed(format!("cannot run {program}: {error}")))?;
+    if output.status.success() {
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    } else {
+        let stderr = String::from_utf8_lossy(&output.stderr).trim().to_string();
+        Err(HostError::Failed(format!(
+            "`{program} {}` failed: {stderr}",
+            arguments.join(" ")
+        )))
+    }
+}
+
+/// The mount table as `mount -p` prints it.
+pub fn mount_table() -> HostResult<Vec<MountSpec>> {
+    let text = run("mount", &["-p"])?;
+    fstab::parse(&text, Path::new("mount -p")).map_err(|error| {
+        HostError::Failed(format!("cannot read the output of `mount -p`: {error}"))
+    })
+}
+
+impl Host for CommandsHost {
+    fn stop_jail(&self, jail: &JailSpec) -> HostResult<()> {
+        run_jail_command(jail, &jail.stop)
+    }
+
+    fn start_jail(&self, jail: &JailSpec) -> HostResult<()> {
+        run_jail_command(jail, &jail.start)
+    }
+
+    fn jail_running(&self, jail: &JailSpec) -> HostResult<Option<bool>> {
+        run_status_command(jail)
+    }
+
+    fn mount(&self, spec: &MountSpec) -> HostResult<()> {
+        let source = spec.source.to_string_lossy();
+        let target = spec.target.to_string_lossy();
+        let options = spec.options.join(",");
+        let mut arguments = vec!["-t", spec.fstype.as_str()];
+        if !options.is_empty() {
+            arguments.extend(["-o", options.as_str()]);
+        }
+        arguments.extend([source.as_ref(), target.as_ref()]);
+        run("mount", &arguments).map(|_| ())
+    }
+
+    fn unmount(&self, target: &Path) -> HostResult<()> {
+        run("umount", &[target.to_string_lossy().as_ref()]).map(|_| ())
+    }
+
+    fn mount_points(&self) -> HostResult<BTreeSet<PathBuf>> {
+        Ok(mount_table()?
+            .into_iter()
+            .map(|entry| entry.target)
+            .collect())
+    }
+
+    fn mounted_read_only(&self, target: &Path) -> HostResult<Option<bool>> {
+        Ok(mount_table()?
+            .into_iter()
+            .rev()
+            .find(|entry| entry.target == target)
+            .map(|entry| entry.read_only()))
+    }
+
+    fn template_users(&self, store_path: &Path, template: &str) -> HostResult<Vec<PathBuf>> {
+        let template_path = store_path.join(template);
+        Ok(mount_table()?
+            .into_iter()
+            .filter(|entry| entry.source.starts_with(&template_path))
+            .map(|entry| entry.target)
+            .collect())
+    }
+
+    fn rename(&self, store_path: &Path, from: &str, to: &str) -> HostResult<()> {
+        store::rename(store_path, from, to).map_err(|error| {
+            HostError::Failed(format!(
+                "cannot rename {from:?} to {to:?} in {:?}: {error}",
+                store_path.display().to_string()
+            ))
+        })
+    }
+
+    fn inode(&self, store_path: &Path, relative: &str) -> HostResult<Option<u64>> {
+        store::entry(store_path, relative)
+            .map(|entry| entry.map(|e| e.inode))
+            .map_err(|error| {
+                HostError::Failed(format!(
+                    "cannot examine {relative:?} in {:?}: {error}",
+                    store_path.display().to_string()
+                ))
+            })
+    }
+
+    fn probe(&self, jail: &JailSpec, check: &HealthCheck, timeout: Duration) -> Result<(), String> {
+        super::probe_real(jail, check, timeout)
+    }
+}

@@ -1,0 +1,285 @@
+//! A Handbook-style sandbox: the demo, the end-to-end tests and the
+//! benchmark all build the same one.
+//!
+//! Layout under a directory D, as in the Handbook with /home/j = D/j and
+//! /home/js = D/js:
+//!
+//! ```text
+//! D/j/mroot            live template: VERSION, s/, etc -> s/etc
+//! D/j/mroot.<next>     staged templates, same shape, other VERSION
+//! D/j/<jail>           each jail's root: the template mounted read-only
+//! D/js/<jail>          each jail's own data, mounted read-write at <jail>/s
+//! D/fstab.<jail>       its mounts, Handbook style
+//! D/svc                start/stop/status of a jail's service
+//! D/run/<jail>.pid     the service's pid
+//! D/jailswap.toml      the configuration (root-owned, 0600)
+//! D/db/journal.sqlite  the journal
+//! ```
+//!
+//! Each jail runs `jailswap serve`, which answers with the VERSION the jail
+//! sees. Mounts are made by the caller's mount namespace: callers enter a
+//! private one first (the demo does, and so does every test).
+
+use crate::error::{Error, Result};
+use std::fmt::Write as _;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+/// The jail service's control script. A killed service can linger as a
+/// zombie until its parent reaps it; a zombie no longer holds any mount,
+/// so it counts as stopped.
+const SERVICE_SCRIPT: &str = r#"#!/bin/sh
+# svc start|stop|status NAME PORT ROOT
+action=$1 name=$2 port=$3 root=$4
+dir=$(dirname "$0")
+pidfile="$dir/run/$name.pid"
+alive() {
+    pid=$(cat "$pidfile" 2>/dev/null) || return 1
+    state=$(cut -d' ' -f3 "/proc/$pid/stat" 2>/dev/null) || return 1
+    [ -n "$state" ] && [ "$state" != Z ]
+}
+case $action in
+start)
+    alive && exit 0
+    delay=$(cat "$dir/start-delay" 2>/dev/null || echo 0ms)
+    [ -f "$dir/fail-start.$name" ] && { echo "start of $name refused (fail-start)" >&2; exit 1; }
+    exec "$dir/jailswap" serve --root "$root" --listen "127.0.0.1:$port" --pidfile "$pidfile" --detach --start-delay "$delay" ;;
+stop)
+    [ -f "$dir/hang-stop.$name" ] && sleep 3600
+    [ -f "$dir/fail-stop.$name" ] && { echo "stop of $name refused (fail-stop)" >&2; exit 1; }
+    alive || exit 0
+    pid=$(cat "$pidfile")
+    kill "$pid" 2>/dev/null
+    i=0
+    while alive; do
+        i=$((i + 1)); [ $i -gt 1000 ] && { echo "$name (pid $pid) did not stop" >&2; exit 1; }
+        sleep 0.005
+    done
+    exit 0 ;;
+status)
+    alive
+    exit $? ;;
+esac
+exit 64
+"#;
+
+#[derive(Clone, Debug)]
+pub struct SandboxOptions {
+    pub jails: usize,
+    pub parallel: usize,
+    pub health_timeout: String,
+    pub start_delay: String,
+    /// Staged templates to create besides the live one: (name, VERSION or
+    /// None for a broken one without VERSION).
+    pub staged: Vec<(String, Option<String>)>,
+}
+
+impl Default for SandboxOptions {
+    fn default() -> Self {
+        SandboxOptions {
+            jails: 3,
+            parallel: 8,
+            health_timeout: "5s".into(),
+            start_delay: "0ms".into(),
+            staged: vec![("mroot.2".into(), Some("2.0".into()))],
+        }
+    }
+}
+
+pub struct Sandbox {
+    pub dir: PathBuf,
+    pub store: PathBuf,
+    pub config: PathBuf,
+    pub journal: PathBuf,
+    pub jails: Vec<(String, u16)>,
+}
+
+fn io(what: &str, error: std::io::Error) -> Error {
+    Error::internal(format!("sandbox: {what}: {error}"))
+}
+
+/// Makes one template: VERSION, `s/`, and the Handbook's `etc -> s/etc`.
+pub fn make_template(dir: &Path, version: Option<&str>) -> Result<()> {
+    std::fs::create_dir_all(dir.join("s")).map_err(|e| io("template", e))?;
+    std::fs::create_dir_all(dir.join("usr")).map_err(|e| io("template", e))?;
+    std::os::unix::fs::symlink("s/etc", dir.join("etc")).map_err(|e| io("template", e))?;
+    if let Some(version) = version {
+        std::fs::write(dir.join("VERSION"), format!("{version}\n"))
+            .map_err(|e| io("template", e))?;
+    }
+    Ok(())
+}
+
+fn free_port() -> Result<u16> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| io("port", e))?;
+    Ok(listener.local_addr().map_err(|e| io("port", e))?.port())
+}
+
+impl Sandbox {
+    /// Lays out the sandbox under `dir`, mounts every jail and starts its
+    /// service. `program` is the jailswap executable the jails run.
+    pub fn create(dir: &Path, program: &Path, options: &SandboxOptions) -> Result<Sandbox> {
+        let store = dir.join("j");
+        for sub in ["j", "js", "run", "db"] {
+            std::fs::create_dir_all(dir.join(sub)).map_err(|e| io("layout", e))?;
+        }
+        std::fs::set_permissions(dir.join("db"), std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| io("layout", e))?;
+        make_template(&store.join("mroot"), Some("1.0"))?;
+        for (name, version) in &options.staged {
+            make_template(&store.join(name), version.as_deref())?;
+        }
+        let script = dir.join("svc");
+        std::fs::write(&script, SERVICE_SCRIPT).map_err(|e| io("svc", e))?;
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755))
+            .map_err(|e| io("svc", e))?;
+        let link = dir.join("jailswap");
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(program, &link).map_err(|e| io("program link", e))?;
+        std::fs::write(dir.join("start-delay"), &options.start_delay)
+            .map_err(|e| io("start-delay", e))?;
+
+        let journal = dir.join("db/journal.sqlite");
+        let mut config = String::new();
+        let _ = writeln!(
+            config,
+            "store = {:?}\nlive = \"mroot\"\njournal = {:?}\nparallel = {}\n",
+            store.display().to_string(),
+            journal.display().to_string(),
+            options.parallel
+        );
+        let _ = writeln!(
+            config,
+            "[health]\ntimeout = {:?}\ninterval = \"50ms\"\n",
+            options.health_timeout
+        );
+        let _ = writeln!(config, "[defaults]\ntimeout = \"20s\"\n");
+        let mut jails = Vec::new();
+        for index in 0..options.jails {
+            let name = format!("jail{index}");
+            let port = free_port()?;
+            let root = store.join(&name);
+            let data = dir.join("js").join(&name);
+            std::fs::create_dir_all(&root).map_err(|e| io("jail root", e))?;
+            std::fs::create_dir_all(data.join("etc")).map_err(|e| io("jail data", e))?;
+            std::fs::write(data.join("etc/rc.conf"), format!("hostname=\"{name}\"\n"))
+                .map_err(|e| io("jail data", e))?;
+            std::fs::write(data.join("data.txt"), format!("data of {name}\n"))
+                .map_err(|e| io("jail data", e))?;
+            let fstab = dir.join(format!("fstab.{name}"));
+            std::fs::write(
+                &fstab,
+                format!(
+                    "{} {} nullfs ro 0 0\n{} {}/s nullfs rw 0 0\n",
+                    crate::fstab::escape(&store.join("mroot").to_string_lossy()),
+                    crate::fstab::escape(&root.to_string_lossy()),
+                    crate::fstab::escape(&data.to_string_lossy()),
+                    crate::fstab::escape(&root.to_string_lossy())
+                ),
+            )
+            .map_err(|e| io("fstab", e))?;
+            let svc = script.display().to_string();
+            let _ = writeln!(
+                config,
+                "[[jail]]\nname = \"{name}\"\npath = {:?}\nfstab = {:?}\nstart = \"{svc} start ${{name}} {port} ${{path}}\"\nstop = \"{svc} stop ${{name}} {port} ${{path}}\"\nstatus = \"{svc} status ${{name}} {port} ${{path}}\"\n[[jail.health]]\nhttp = \"http://127.0.0.1:{port}/\"\n",
+                root.display().to_string(),
+                fstab.display().to_string()
+            );
+            jails.push((name, port));
+        }
+        let config_path = dir.join("jailswap.toml");
+        std::fs::write(&config_path, config).map_err(|e| io("config", e))?;
+        std::fs::set_permissions(&config_path, std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| io("config", e))?;
+        let sandbox = Sandbox {
+            dir: dir.to_path_buf(),
+            store,
+            config: config_path,
+            journal,
+            jails,
+        };
+        sandbox.bring_up()?;
+        Ok(sandbox)
+    }
+
+    /// Mounts every jail and starts its service.
+    fn bring_up(&self) -> Result<()> {
+        let config = crate::config::Config::load(&self.config)?;
+        let host = crate::host::system(config.backend);
+        for jail in &config.jails {
+            for mount in &jail.mounts {
+                host.mount(mount)
+                    .map_err(|e| Error::internal(format!("sandbox: {e}")))?;
+            }
+            host.start_jail(jail)
+                .map_err(|e| Error::internal(format!("sandbox: {e}")))?;
+        }
+        Ok(())
+    }
+
+    /// Stops every service and unmounts every jail (best effort).
+    pub fn tear_down(&self) {
+        let Ok(config) = crate::config::Config::load(&self.config) else {
+            return;
+        };
+        let host = crate::host::system(config.backend);
+        for jail in &config.jails {
+            let _ = host.stop_jail(jail);
+        }
+        let mounted = host.mount_points().unwrap_or_default();
+        for jail in &config.jails {
+            for mount in jail.mounts.iter().rev() {
+                if mounted.contains(&mount.target) {
+                    let _ = host.unmount(&mount.target);
+                }
+            }
+        }
+    }
+
+    /// What a jail's service answers now, or why it does not.
+    pub fn ask(&self, port: u16) -> std::result::Result<String, String> {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect_timeout(
+            &([127, 0, 0, 1], port).into(),
+            std::time::Duration::from_secs(2),
+        )
+        .map_err(|e| e.to_string())?;
+        let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(2)));
+        stream
+            .write_all(b"GET / HTTP/1.0\r\n\r\n")
+            .map_err(|e| e.to_string())?;
+        let mut response = String::new();
+        stream
+            .read_to_string(&mut response)
+            .map_err(|e| e.to_string())?;
+        if !response.starts_with("HTTP/1.1 200") {
+            return Err(response.lines().next().unwrap_or("").to_string());
+        }
+        Ok(response
+            .split("\r\n\r\n")
+            .nth(1)
+            .unwrap_or("")
+            .trim()
+            .to_string())
+    }
+}
+
+/// Enters a private mount namespace (the calling thread, and every process
+/// it starts from now on) so that mounts never reach the host.
+#[cfg(target_os = "linux")]
+pub fn enter_private_mount_namespace() -> Result<()> {
+    use nix::mount::{mount, MsFlags};
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).map_err(|e| {
+        Error::internal(format!("cannot create a private mount namespace: {e}"))
+            .with_help("run as root (the sandbox makes real bind mounts)")
+    })?;
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .map_err(|e| Error::internal(format!("cannot make mounts private: {e}")))?;
+    Ok(())
+}
