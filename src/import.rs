@@ -1741,18 +1741,20 @@ impl Expander<'_> {
                     let values = self.expand_variable(name, word, key, chain)?;
                     match values.as_slice() {
                         [single] => text.push_str(single),
-                        _ => return Err(ImportError::new(
-                            self.file,
-                            word.line,
-                            format!(
-                                "found list variable \"${}\" inside \"{}\" of \"{key}\" for \
+                        _ => {
+                            return Err(ImportError::new(
+                                self.file,
+                                word.line,
+                                format!(
+                                    "found list variable \"${}\" inside \"{}\" of \"{key}\" for \
                                      jail \"{}\"; expected a variable with one value, as jail(8) \
                                      cannot substitute a list inline",
-                                shown(name),
-                                word.describe(),
-                                self.jail
-                            ),
-                        )),
+                                    shown(name),
+                                    word.describe(),
+                                    self.jail
+                                ),
+                            ))
+                        }
                     }
                 }
             }

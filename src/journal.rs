@@ -208,10 +208,16 @@ pub fn now() -> String {
     timestamp(Utc::now())
 }
 
+/// Called around every commit of the journal with the commit's name and
+/// whether it already happened; answering `true` stops the world there (the
+/// simulated host of the crash tests). Real runs have none.
+pub type FaultHook = Box<dyn FnMut(&'static str, bool) -> bool + Send>;
+
 /// A connection to the journal file.
 pub struct Journal {
     connection: Connection,
     path: PathBuf,
+    fault: Option<FaultHook>,
 }
 
 /// Where a copy of the journal as of the last finished transaction is kept.
@@ -285,6 +291,7 @@ impl Journal {
             let mut journal = Journal {
                 connection,
                 path: path.to_path_buf(),
+                fault: None,
             };
             journal.migrate()?;
             Ok(journal)
@@ -300,6 +307,7 @@ impl Journal {
             Ok(Journal {
                 connection,
                 path: path.to_path_buf(),
+                fault: None,
             })
         }
     }
@@ -327,9 +335,26 @@ impl Journal {
         &self.path
     }
 
+    /// Installs a fault hook (crash tests only).
+    pub fn set_fault_hook(&mut self, hook: Option<FaultHook>) {
+        self.fault = hook;
+    }
+
+    /// Asks the fault hook whether the process dies at this point.
+    fn fault_point(&mut self, name: &'static str, after: bool) -> Result<(), Error> {
+        if self.fault.as_mut().is_some_and(|hook| hook(name, after)) {
+            let when = if after { "after" } else { "before" };
+            return Err(Error::internal(format!(
+                "simulated crash {when} journal commit {name:?}"
+            )));
+        }
+        Ok(())
+    }
+
     /// Writes the whole plan in one commit: after it returns, recovery can
     /// finish or undo anything the transaction will do.
     pub fn begin(&mut self, plan: &Plan, audit: &Audit) -> Result<i64, Error> {
+        self.fault_point("begin", false)?;
         let result = (|| -> Result<i64, JournalError> {
             let plan_json =
                 serde_json::to_string(plan).map_err(|e| JournalError::Corrupt(e.to_string()))?;
@@ -383,7 +408,9 @@ impl Journal {
             transaction.commit()?;
             Ok(id)
         })();
-        result.map_err(|error| journal_error(&self.path, error))
+        let id = result.map_err(|error| journal_error(&self.path, error))?;
+        self.fault_point("begin", true)?;
+        Ok(id)
     }
 
     /// Records the intent of a wave: these steps (or their undos) are about
@@ -394,6 +421,7 @@ impl Journal {
         } else {
             StepState::Started
         };
+        self.fault_point("intent", false)?;
         let result = (|| -> Result<(), JournalError> {
             let transaction = self.connection.transaction()?;
             {
@@ -406,7 +434,9 @@ impl Journal {
             transaction.commit()?;
             Ok(())
         })();
-        result.map_err(|error| journal_error(&self.path, error))
+        result.map_err(|error| journal_error(&self.path, error))?;
+        self.fault_point("intent", true)?;
+        Ok(())
     }
 
     /// Records the outcome of a wave's steps (or undos). One commit.
@@ -421,6 +451,7 @@ impl Journal {
         } else {
             "UPDATE step SET state = ?3, started_at = COALESCE(?4, started_at), finished_at = COALESCE(?5, finished_at), error = ?6 WHERE txn_id = ?1 AND seq = ?2"
         };
+        self.fault_point("completion", false)?;
         let result = (|| -> Result<(), JournalError> {
             let transaction = self.connection.transaction()?;
             {
@@ -439,12 +470,15 @@ impl Journal {
             transaction.commit()?;
             Ok(())
         })();
-        result.map_err(|error| journal_error(&self.path, error))
+        result.map_err(|error| journal_error(&self.path, error))?;
+        self.fault_point("completion", true)?;
+        Ok(())
     }
 
     /// Sets the state of a step without times, as recovery does once it has
     /// observed whether an uncertain step took effect.
     pub fn set_step_states(&mut self, id: i64, states: &[(u32, StepState)]) -> Result<(), Error> {
+        self.fault_point("observed", false)?;
         let result = (|| -> Result<(), JournalError> {
             let transaction = self.connection.transaction()?;
             {
@@ -457,7 +491,9 @@ impl Journal {
             transaction.commit()?;
             Ok(())
         })();
-        result.map_err(|error| journal_error(&self.path, error))
+        result.map_err(|error| journal_error(&self.path, error))?;
+        self.fault_point("observed", true)?;
+        Ok(())
     }
 
     pub fn set_state(
@@ -467,24 +503,28 @@ impl Journal {
         attention: Option<&str>,
         error: Option<&str>,
     ) -> Result<(), Error> {
+        self.fault_point("state", false)?;
         self.connection
             .execute(
                 "UPDATE txn SET state = ?2, attention = ?3, error = COALESCE(?4, error) WHERE id = ?1",
                 params![id, state.as_str(), attention, error],
             )
             .map(|_| ())
-            .map_err(|error| journal_error(&self.path, error.into()))
+            .map_err(|error| journal_error(&self.path, error.into()))?;
+        self.fault_point("state", true)
     }
 
     /// Counts a recovery that starts; a recovery that finishes resets it.
     pub fn set_interrupted_recoveries(&mut self, id: i64, count: u32) -> Result<(), Error> {
+        self.fault_point("recovery_count", false)?;
         self.connection
             .execute(
                 "UPDATE txn SET interrupted_recoveries = ?2 WHERE id = ?1",
                 params![id, count],
             )
             .map(|_| ())
-            .map_err(|error| journal_error(&self.path, error.into()))
+            .map_err(|error| journal_error(&self.path, error.into()))?;
+        self.fault_point("recovery_count", true)
     }
 
     /// Makes a transaction final.
@@ -495,6 +535,7 @@ impl Journal {
         downtime_ms: Option<i64>,
         downtime_jails: Option<&str>,
     ) -> Result<(), Error> {
+        self.fault_point("finish", false)?;
         self.connection
             .execute(
                 "UPDATE txn SET state = ?2, finished_at = ?3, downtime_ms = ?4, downtime_jails = ?5, attention = NULL, interrupted_recoveries = 0 WHERE id = ?1",
@@ -502,6 +543,7 @@ impl Journal {
             )
             .map(|_| ())
             .map_err(|error| journal_error(&self.path, error.into()))?;
+        self.fault_point("finish", true)?;
         self.write_backup();
         Ok(())
     }

@@ -26,7 +26,10 @@ pub const MAX_INTERRUPTED_RECOVERIES: u32 = 2;
 /// The direction recovery takes when the operator does not choose one.
 pub fn default_direction(record: &TxnRecord, swap_done: bool) -> Direction {
     let stuck = record.interrupted_recoveries >= MAX_INTERRUPTED_RECOVERIES;
-    let already_back = matches!(record.state, TxnState::RollingBack | TxnState::NeedsOperator);
+    let already_back = matches!(
+        record.state,
+        TxnState::RollingBack | TxnState::NeedsOperator
+    );
     if swap_done && !stuck && !already_back {
         Direction::Forward
     } else {
