@@ -125,6 +125,7 @@ fn transact(
     }
     let _lock = Lock::acquire(&config.journal)?;
     let mut journal = Journal::open(&config.journal)?;
+    install_kill_switch(&mut journal);
     let interrupted = interrupt_flag();
     let finished = transaction::run(
         &*host,
@@ -158,6 +159,7 @@ fn recover(
     let config = Config::load(config_path)?;
     let _lock = Lock::acquire(&config.journal)?;
     let mut journal = Journal::open(&config.journal)?;
+    install_kill_switch(&mut journal);
     let Some(pending) = journal.pending()? else {
         if cli.json {
             println!(
@@ -180,6 +182,42 @@ fn recover(
         &interrupted,
     )?;
     print_outcome(cli, &journal, pending.id, outcome)
+}
+
+/// Fault injection for the crash tests on real mounts, in the spirit of
+/// SQLite's: `JAILSWAP_KILL_AT=NAME:N:WHEN` makes jailswap SIGKILL itself at
+/// the N-th journal commit called NAME (`begin`, `intent`, `completion`,
+/// `observed`, `state`, `recovery_count`, `finish`), `before` or `after` it.
+/// Nothing else changes; without the variable there is no hook at all.
+fn install_kill_switch(journal: &mut Journal) {
+    let Ok(spec) = std::env::var("JAILSWAP_KILL_AT") else {
+        return;
+    };
+    let parts: Vec<&str> = spec.split(':').collect();
+    let (Some(name), Some(Ok(count)), Some(when)) = (
+        parts.first(),
+        parts.get(1).map(|n| n.parse::<u32>()),
+        parts.get(2),
+    ) else {
+        eprintln!(
+            "jailswap: ignoring malformed JAILSWAP_KILL_AT={spec:?} (expected NAME:N:before|after)"
+        );
+        return;
+    };
+    let (name, after) = (name.to_string(), *when == "after");
+    let mut seen = 0u32;
+    journal.set_fault_hook(Some(Box::new(move |commit, is_after| {
+        if commit == name && is_after == after {
+            seen += 1;
+            if seen == count {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::getpid(),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
+        false
+    })));
 }
 
 fn print_plan(cli: &Cli, plan: &crate::plan::Plan) {

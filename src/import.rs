@@ -23,6 +23,9 @@
 //! and the operator's own jail(8) runs report it. A variable that one of these
 //! parameters needs and that is not set, refers to itself, or is a list used
 //! inside a longer string is an error, exactly as jail(8) would refuse it.
+//! Expansion is bounded (depth, substitutions, length) so that no file can
+//! make it run away. A block's name is the jail's name, even when it is all
+//! digits (which jail(8) would read as a jid): jailswap needs a name.
 //! `.include` is refused: the included files cannot be followed without
 //! reading directories, and silently missing jails would be worse.
 //!
@@ -58,7 +61,7 @@
 //! name = "ns"
 //! path = "/home/j/ns"
 //! fstab = "/etc/fstab.ns"
-//! # Create /etc/fstab.ns with these lines, in this order (/etc/fstab lines 8, 11):
+//! # Create /etc/fstab.ns with these lines, in this order (/etc/fstab lines 11, 14):
 //! #     /home/j/mroot   /home/j/ns     nullfs  ro  0   0
 //! #     /home/js/ns     /home/j/ns/s   nullfs  rw  0   0
 //! ```
@@ -97,6 +100,12 @@ pub const DEFAULT_LIVE: &str = "mroot";
 /// How deep variables may refer to variables; jail.conf files use two or
 /// three levels, and the bound keeps recursion from exhausting the stack.
 const VARIABLE_DEPTH_LIMIT: usize = 32;
+
+/// How many substitutions one parameter may take, and how long one value may
+/// grow: variables that each use another twice double the work per level,
+/// and these bounds keep such a file from exhausting time or memory.
+const SUBSTITUTION_LIMIT: usize = 10_000;
+const VALUE_LENGTH_LIMIT: usize = 1 << 20;
 
 /// The commands every imported jail inherits: the rc(8) service that already
 /// starts the host's jails, and jls(8), which exits 0 only for a running jail.
@@ -161,7 +170,7 @@ pub fn from_jail_conf(
 
     let mut live: Option<(String, Origin)> = None;
     let mut imported: Vec<JailEntry> = Vec::new();
-    let mut skipped: Vec<(String, String)> = Vec::new();
+    let mut skipped: Vec<String> = Vec::new();
     for jail in &jails {
         let mounts = jail_mounts(jail, source, read_file)?;
         let mut notes = vec![format!(
@@ -185,17 +194,14 @@ pub fn from_jail_conf(
                 ));
             }
             Root::Foreign { origin, entry } => {
-                skipped.push((
-                    jail.name.clone(),
-                    format!(
-                        "{} ({} line {}): {} mounts {} at its root, not a read-only template from {}.",
-                        jail.name,
-                        source.display(),
-                        jail.line,
-                        origin.describe(),
-                        entry.source,
-                        store.text
-                    ),
+                skipped.push(format!(
+                    "{} ({} line {}): {} mounts {} at its root, not a read-only template from {}.",
+                    jail.name,
+                    source.display(),
+                    jail.line,
+                    origin.describe(),
+                    entry.source,
+                    store.text
                 ));
                 continue;
             }
@@ -233,10 +239,7 @@ pub fn from_jail_conf(
     }
 
     if imported.is_empty() {
-        let reason = skipped
-            .first()
-            .map(|(_, reason)| reason.clone())
-            .unwrap_or_default();
+        let reason = skipped.first().cloned().unwrap_or_default();
         return Err(ImportError::new(
             source,
             0,
@@ -271,7 +274,7 @@ pub fn from_jail_conf(
         jails: imported,
         notes: skipped
             .into_iter()
-            .map(|(_, reason)| format!("Not imported: {reason}"))
+            .map(|reason| format!("Not imported: {reason}"))
             .collect(),
     };
     Ok(configuration.render())
@@ -721,11 +724,13 @@ struct FstabJail {
 /// one of its parents: jailswap, like `mount -a`, mounts in file order, and
 /// the later mount would hide the earlier one.
 fn check_mount_order(members: &[&FstabEntry], file: &Path) -> Result<(), ImportError> {
-    for (position, later) in members.iter().enumerate() {
-        let later_point = normalize(&later.mountpoint);
-        for earlier in members.iter().take(position) {
-            let earlier_point = normalize(&earlier.mountpoint);
-            if earlier_point != later_point && earlier_point.starts_with(&later_point) {
+    let points: Vec<PathBuf> = members
+        .iter()
+        .map(|entry| normalize(&entry.mountpoint))
+        .collect();
+    for (position, (later, later_point)) in members.iter().zip(&points).enumerate() {
+        for (earlier, earlier_point) in members.iter().zip(&points).take(position) {
+            if earlier_point != later_point && earlier_point.starts_with(later_point) {
                 return Err(ImportError::new(
                     file,
                     later.line,
@@ -1705,6 +1710,13 @@ struct Expander<'a> {
     file: &'a Path,
 }
 
+/// The progress of expanding one parameter: the variables being expanded,
+/// outermost first, to detect loops, and how many substitutions were made.
+struct Expansion {
+    chain: Vec<String>,
+    substitutions: usize,
+}
+
 impl Expander<'_> {
     /// Every value of `key` with variables substituted, each with the line of
     /// the word it came from; empty when the parameter is not set.
@@ -1712,10 +1724,13 @@ impl Expander<'_> {
         let Some(parameter) = self.parameters.get(key) else {
             return Ok(Vec::new());
         };
-        let mut chain = vec![key.to_owned()];
+        let mut state = Expansion {
+            chain: vec![key.to_owned()],
+            substitutions: 0,
+        };
         let mut values = Vec::new();
         for word in &parameter.values {
-            for value in self.expand_word(word, key, &mut chain)? {
+            for value in self.expand_word(word, key, &mut state)? {
                 values.push((value, word.line));
             }
         }
@@ -1726,19 +1741,19 @@ impl Expander<'_> {
         &self,
         word: &Word,
         key: &str,
-        chain: &mut Vec<String>,
+        state: &mut Expansion,
     ) -> Result<Vec<String>, ImportError> {
         // A word that is only a variable takes all of the variable's values,
         // so `depend = $backends;` can name several jails.
         if let [Piece::Variable(name)] = word.pieces.as_slice() {
-            return self.expand_variable(name, word, key, chain);
+            return self.expand_variable(name, word, key, state);
         }
         let mut text = String::new();
         for piece in &word.pieces {
             match piece {
                 Piece::Text(part) => text.push_str(part),
                 Piece::Variable(name) => {
-                    let values = self.expand_variable(name, word, key, chain)?;
+                    let values = self.expand_variable(name, word, key, state)?;
                     match values.as_slice() {
                         [single] => text.push_str(single),
                         _ => {
@@ -1759,6 +1774,17 @@ impl Expander<'_> {
                 }
             }
         }
+        if text.len() > VALUE_LENGTH_LIMIT {
+            return Err(ImportError::new(
+                self.file,
+                word.line,
+                format!(
+                    "found \"{key}\" of jail \"{}\" expanding to more than {VALUE_LENGTH_LIMIT} \
+                     bytes; expected a path or a name",
+                    self.jail
+                ),
+            ));
+        }
         Ok(vec![text])
     }
 
@@ -1767,22 +1793,34 @@ impl Expander<'_> {
         name: &str,
         word: &Word,
         key: &str,
-        chain: &mut Vec<String>,
+        state: &mut Expansion,
     ) -> Result<Vec<String>, ImportError> {
         let printed = shown(name);
-        if chain.iter().any(|seen| seen == name) {
+        if state.chain.iter().any(|seen| seen == name) {
             return Err(ImportError::new(
                 self.file,
                 word.line,
                 format!(
                     "found variable \"${printed}\" referring to itself ({} -> {printed}) for jail \
                      \"{}\"; expected a value that does not depend on itself",
-                    shown(&chain.join(" -> ")),
+                    shown(&state.chain.join(" -> ")),
                     self.jail
                 ),
             ));
         }
-        if chain.len() >= VARIABLE_DEPTH_LIMIT {
+        state.substitutions += 1;
+        if state.substitutions > SUBSTITUTION_LIMIT {
+            return Err(ImportError::new(
+                self.file,
+                word.line,
+                format!(
+                    "found more than {SUBSTITUTION_LIMIT} variable substitutions in \"{key}\" \
+                     for jail \"{}\"; expected variables that expand to a few values",
+                    self.jail
+                ),
+            ));
+        }
+        if state.chain.len() >= VARIABLE_DEPTH_LIMIT {
             return Err(ImportError::new(
                 self.file,
                 word.line,
@@ -1808,12 +1846,12 @@ impl Expander<'_> {
                 ),
             ));
         };
-        chain.push(name.to_owned());
+        state.chain.push(name.to_owned());
         let mut values = Vec::new();
         for inner in &parameter.values {
-            values.extend(self.expand_word(inner, key, chain)?);
+            values.extend(self.expand_word(inner, key, state)?);
         }
-        chain.pop();
+        state.chain.pop();
         Ok(values)
     }
 }

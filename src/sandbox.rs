@@ -43,9 +43,11 @@ start)
     alive && exit 0
     delay=$(cat "$dir/start-delay" 2>/dev/null || echo 0ms)
     [ -f "$dir/fail-start.$name" ] && { echo "start of $name refused (fail-start)" >&2; exit 1; }
+    [ -f "$root/FAIL_START" ] && { echo "start of $name failed: this template cannot start" >&2; exit 1; }
     exec "$dir/jailswap" serve --root "$root" --listen "127.0.0.1:$port" --pidfile "$pidfile" --detach --start-delay "$delay" ;;
 stop)
     [ -f "$dir/hang-stop.$name" ] && sleep 3600
+    [ -f "$dir/stop-delay" ] && sleep "$(cat "$dir/stop-delay")"
     [ -f "$dir/fail-stop.$name" ] && { echo "stop of $name refused (fail-stop)" >&2; exit 1; }
     alive || exit 0
     pid=$(cat "$pidfile")

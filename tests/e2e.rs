@@ -1,0 +1,262 @@
+//! End-to-end: the real executable on real bind mounts, each scenario
+//! checked against the whole invariant of SPEC.md.
+
+mod common;
+
+use common::{code, describe, Arrangement, Env};
+use jailswap::sandbox::SandboxOptions;
+use serde_json::Value;
+use std::time::Duration;
+
+// A committed upgrade: the new template is live, jails answer its VERSION.
+#[test]
+fn upgrade_commits() {
+    let env = Env::standard();
+    let before = env.before("mroot.2");
+    let output = env.run(&["--json", "upgrade", "--to", "mroot.2", "--reason", "test"]);
+    assert_eq!(code(&output), 0, "{}", describe(&output));
+    let result: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(result["outcome"], "committed");
+    assert_eq!(result["to"], "mroot.2");
+    assert!(
+        result["downtime_ms"].as_i64().is_some_and(|ms| ms > 0),
+        "{result}"
+    );
+    assert_eq!(
+        env.assert_invariant(&before, "committed upgrade"),
+        Arrangement::New
+    );
+    let history = env.json(&["history"]);
+    assert_eq!(history[0]["reason"], "test");
+    assert_eq!(
+        history[0]["user"].as_str().map(|u| u.starts_with("root")),
+        Some(true)
+    );
+    let status = env.json(&["status"]);
+    assert_eq!(status["live"], "mroot.2");
+    assert_eq!(status["previous"], result["from"]);
+}
+
+// `rollback` after a committed upgrade brings the old template back, and a
+// second rollback goes forward again (dual-slice switching).
+#[test]
+fn rollback_after_upgrade() {
+    let env = Env::standard();
+    let output = env.run(&["upgrade", "--to", "mroot.2"]);
+    assert_eq!(code(&output), 0, "{}", describe(&output));
+    let archived = env.last_archive_name().expect("archive name");
+    let before = env.before(&archived);
+    let output = env.run(&["--json", "rollback"]);
+    assert_eq!(code(&output), 0, "{}", describe(&output));
+    let result: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(result["kind"], "rollback");
+    assert_eq!(result["to"], archived.as_str());
+    assert_eq!(env.assert_invariant(&before, "rollback"), Arrangement::New);
+    for (_, port) in &env.sandbox.jails {
+        assert_eq!(env.sandbox.ask(*port).as_deref(), Ok("1.0"));
+    }
+    let before = env.before("mroot.2");
+    let output = env.run(&["rollback"]);
+    assert_eq!(code(&output), 0, "{}", describe(&output));
+    assert_eq!(
+        env.assert_invariant(&before, "second rollback"),
+        Arrangement::New
+    );
+}
+
+// A template whose service fails its health check rolls back by itself (exit 1).
+#[test]
+fn failed_health_check_rolls_back() {
+    let env = Env::new(SandboxOptions {
+        health_timeout: "1s".into(),
+        staged: vec![("mroot.broken".into(), None)],
+        ..SandboxOptions::default()
+    });
+    let before = env.before("mroot.broken");
+    let output = env.run(&["--json", "upgrade", "--to", "mroot.broken"]);
+    assert_eq!(code(&output), 1, "{}", describe(&output));
+    let result: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(result["outcome"], "rolled_back");
+    assert_eq!(
+        env.assert_invariant(&before, "failed health check"),
+        Arrangement::Old
+    );
+    let shown = env.json(&["show", &result["id"].to_string()]);
+    assert!(
+        shown["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("answered 500"),
+        "{shown}"
+    );
+}
+
+// A start that fails on the new template rolls back (exit 1).
+#[test]
+fn failing_start_rolls_back() {
+    let env = Env::standard();
+    std::fs::write(env.store().join("mroot.2/FAIL_START"), "").unwrap();
+    let before = env.before("mroot.2");
+    let output = env.run(&["upgrade", "--to", "mroot.2"]);
+    assert_eq!(code(&output), 1, "{}", describe(&output));
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains("cannot start"),
+        "{}",
+        describe(&output)
+    );
+    assert_eq!(
+        env.assert_invariant(&before, "failing start"),
+        Arrangement::Old
+    );
+}
+
+// A dry run prints every step with its undo and changes and records nothing.
+#[test]
+fn dry_run_changes_nothing() {
+    let env = Env::standard();
+    let before = env.before("mroot.2");
+    let mounts = env.mounts();
+    let output = env.run(&["upgrade", "--to", "mroot.2", "--dry-run"]);
+    assert_eq!(code(&output), 0, "{}", describe(&output));
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        text.contains("rename mroot.2 -> mroot") && text.contains("undo: rename mroot -> mroot.2"),
+        "{text}"
+    );
+    assert!(
+        text.contains("stop jail jail0") && text.contains("undo: start jail jail0"),
+        "{text}"
+    );
+    assert_eq!(env.mounts(), mounts);
+    assert_eq!(env.store_entries(), before.store);
+    assert_eq!(env.json(&["history"]), Value::Array(vec![]));
+    assert!(
+        !env.sandbox.journal.exists(),
+        "a dry run created the journal"
+    );
+    let plan = env.json(&["upgrade", "--to", "mroot.2", "--dry-run"]);
+    assert_eq!(plan["outcome"], "planned");
+    assert!(plan["steps"].as_array().is_some_and(|s| s.len() > 10));
+    assert_eq!(env.assert_invariant(&before, "dry run"), Arrangement::Old);
+}
+
+// A second upgrade while one runs is refused with 75 and changes nothing.
+#[test]
+fn concurrent_upgrade_is_busy() {
+    let env = Env::new(SandboxOptions {
+        start_delay: "1500ms".into(),
+        ..SandboxOptions::default()
+    });
+    let before = env.before("mroot.2");
+    let mut first = env.spawn(&["upgrade", "--to", "mroot.2"], &[]);
+    assert!(env.wait_for_step(1, Duration::from_secs(20), |steps| steps
+        .iter()
+        .any(|s| s["action"] == "start" && s["state"] == "started")));
+    let second = env.run(&["upgrade", "--to", "mroot.2"]);
+    assert_eq!(code(&second), 75, "{}", describe(&second));
+    assert!(
+        String::from_utf8_lossy(&second.stderr).contains("another jailswap is running"),
+        "{}",
+        describe(&second)
+    );
+    let status = first.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+    assert_eq!(
+        env.assert_invariant(&before, "concurrent upgrade"),
+        Arrangement::New
+    );
+    assert_eq!(env.json(&["history"]).as_array().map(Vec::len), Some(1));
+}
+
+/// Kills jailswap with SIGKILL at a journal commit, recovers, and checks.
+fn kill_and_recover(kill_at: &str, options: SandboxOptions, expected: Option<Arrangement>) {
+    let env = Env::new(options);
+    let before = env.before("mroot.2");
+    let child = env.spawn(
+        &["upgrade", "--to", "mroot.2"],
+        &[("JAILSWAP_KILL_AT", kill_at)],
+    );
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(
+        output.status.code(),
+        None,
+        "{kill_at}: jailswap was not killed: {}",
+        describe(&output)
+    );
+    let status = env.json(&["status"]);
+    assert_eq!(
+        status["pending"], 1,
+        "{kill_at}: status does not show the pending transaction: {status}"
+    );
+    let refused = env.run(&["upgrade", "--to", "mroot.2"]);
+    assert_eq!(code(&refused), 75, "{kill_at}: {}", describe(&refused));
+    let recovered = env.run(&["--json", "recover"]);
+    let result: Value = serde_json::from_slice(&recovered.stdout).unwrap_or(Value::Null);
+    let arrangement = env.assert_invariant(
+        &before,
+        &format!(
+            "killed at {kill_at}, then recovered ({})",
+            describe(&recovered)
+        ),
+    );
+    match arrangement {
+        Arrangement::New => assert_eq!(code(&recovered), 0),
+        Arrangement::Old => assert_eq!(code(&recovered), 1),
+    }
+    assert_eq!(
+        result["outcome"],
+        if arrangement == Arrangement::New {
+            "committed"
+        } else {
+            "rolled_back"
+        }
+    );
+    if let Some(expected) = expected {
+        assert_eq!(arrangement, expected, "{kill_at}");
+    }
+    let again = env.run(&["recover"]);
+    assert_eq!(code(&again), 0, "{}", describe(&again));
+    assert!(String::from_utf8_lossy(&again.stdout).contains("nothing to recover"));
+}
+
+// kill -9 during stop: recovery rolls back.
+#[test]
+fn kill_during_stop_then_recover() {
+    kill_and_recover(
+        "intent:1:after",
+        SandboxOptions::default(),
+        Some(Arrangement::Old),
+    );
+}
+
+// kill -9 right after the first rename: recovery rolls back (before the swap).
+#[test]
+fn kill_after_first_rename_then_recover() {
+    // Waves: stop, unmount, verify, rename, rename: the 4th completion is the first rename.
+    kill_and_recover(
+        "completion:4:after",
+        SandboxOptions::default(),
+        Some(Arrangement::Old),
+    );
+}
+
+// kill -9 during start: the swap happened, so recovery rolls forward.
+#[test]
+fn kill_during_start_then_recover() {
+    kill_and_recover(
+        "intent:7:after",
+        SandboxOptions::default(),
+        Some(Arrangement::New),
+    );
+}
+
+// kill -9 before the swap's completion was recorded: recovery observes the
+// rename took effect and rolls forward.
+#[test]
+fn kill_after_swap_before_its_record() {
+    kill_and_recover(
+        "completion:5:before",
+        SandboxOptions::default(),
+        Some(Arrangement::New),
+    );
+}
