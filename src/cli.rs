@@ -174,4 +174,7 @@ pub struct ServeArgs {
     /// Sleep this long before listening (a slow start)
     #[arg(long, default_value = "0ms")]
     pub start_delay: String,
+    /// Ignore SIGTERM, like a jail that will not stop
+    #[arg(long)]
+    pub ignore_term: bool,
 }

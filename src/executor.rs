@@ -350,11 +350,16 @@ impl<'a, H: Host + ?Sized> Executor<'a, H> {
             .find(|(_, counted)| *counted)
             .and_then(|(result, _)| {
                 let step = self.actor.plan.step(result.seq)?;
-                Some(format!(
-                    "{}: {}",
-                    step.action.describe(),
-                    result.error.clone().unwrap_or_default()
-                ))
+                let error = result.error.clone().unwrap_or_default();
+                Some(match (undo, step.action.undo()) {
+                    (true, Some(reverse)) => format!(
+                        "undo of step {} ({}): {}: {error}",
+                        step.seq,
+                        step.action.describe(),
+                        reverse.describe()
+                    ),
+                    _ => format!("{}: {error}", step.action.describe()),
+                })
             });
         let results: Vec<StepResult> = collected.into_iter().map(|(result, _)| result).collect();
         // Completion: durable before the next wave, which may depend on it.

@@ -4,7 +4,8 @@
 //! comment, and spaces inside paths are written `\040`, as FreeBSD's
 //! `mount -p` prints them. Type `nullfs` is a bind mount on Linux; the
 //! option `ro` makes a mount read-only. Parsing is total: every input yields
-//! mounts or an error naming the line, never a panic.
+//! mounts or an error naming the line, never a panic. As in FreeBSD, `#`
+//! starts a comment only at the beginning of a field.
 
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -56,11 +57,11 @@ pub struct FstabError {
 pub fn parse(text: &str, path: &Path) -> Result<Vec<MountSpec>, FstabError> {
     let mut mounts = Vec::new();
     for (index, raw_line) in text.lines().enumerate() {
-        let line = match raw_line.find('#') {
-            Some(comment) => &raw_line[..comment],
-            None => raw_line,
-        };
-        let fields: Vec<&str> = line.split_whitespace().collect();
+        // As in FreeBSD, `#` starts a comment only at the start of a field.
+        let fields: Vec<&str> = raw_line
+            .split_whitespace()
+            .take_while(|field| !field.starts_with('#'))
+            .collect();
         if fields.is_empty() {
             continue;
         }

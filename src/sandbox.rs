@@ -44,7 +44,9 @@ start)
     delay=$(cat "$dir/start-delay" 2>/dev/null || echo 0ms)
     [ -f "$dir/fail-start.$name" ] && { echo "start of $name refused (fail-start)" >&2; exit 1; }
     [ -f "$root/FAIL_START" ] && { echo "start of $name failed: this template cannot start" >&2; exit 1; }
-    exec "$dir/jailswap" serve --root "$root" --listen "127.0.0.1:$port" --pidfile "$pidfile" --detach --start-delay "$delay" ;;
+    ignore=""
+    [ -f "$dir/ignore-term.$name" ] && ignore="--ignore-term"
+    exec "$dir/jailswap" serve --root "$root" --listen "127.0.0.1:$port" --pidfile "$pidfile" --detach --start-delay "$delay" $ignore ;;
 stop)
     [ -f "$dir/hang-stop.$name" ] && sleep 3600
     [ -f "$dir/stop-delay" ] && sleep "$(cat "$dir/stop-delay")"
@@ -71,6 +73,10 @@ pub struct SandboxOptions {
     pub parallel: usize,
     pub health_timeout: String,
     pub start_delay: String,
+    /// Bound on each start/stop/status command.
+    pub command_timeout: String,
+    /// TOML lines added to every `[[jail]]` (after its http check).
+    pub extra_jail_toml: String,
     /// Staged templates to create besides the live one: (name, VERSION or
     /// None for a broken one without VERSION).
     pub staged: Vec<(String, Option<String>)>,
@@ -83,6 +89,8 @@ impl Default for SandboxOptions {
             parallel: 8,
             health_timeout: "5s".into(),
             start_delay: "0ms".into(),
+            command_timeout: "20s".into(),
+            extra_jail_toml: String::new(),
             staged: vec![("mroot.2".into(), Some("2.0".into()))],
         }
     }
@@ -155,7 +163,11 @@ impl Sandbox {
             "[health]\ntimeout = {:?}\ninterval = \"50ms\"\n",
             options.health_timeout
         );
-        let _ = writeln!(config, "[defaults]\ntimeout = \"20s\"\n");
+        let _ = writeln!(
+            config,
+            "[defaults]\ntimeout = {:?}\n",
+            options.command_timeout
+        );
         let mut jails = Vec::new();
         for index in 0..options.jails {
             let name = format!("jail{index}");
@@ -183,9 +195,10 @@ impl Sandbox {
             let svc = script.display().to_string();
             let _ = writeln!(
                 config,
-                "[[jail]]\nname = \"{name}\"\npath = {:?}\nfstab = {:?}\nstart = \"{svc} start ${{name}} {port} ${{path}}\"\nstop = \"{svc} stop ${{name}} {port} ${{path}}\"\nstatus = \"{svc} status ${{name}} {port} ${{path}}\"\n[[jail.health]]\nhttp = \"http://127.0.0.1:{port}/\"\n",
+                "[[jail]]\nname = \"{name}\"\npath = {:?}\nfstab = {:?}\nstart = \"{svc} start ${{name}} {port} ${{path}}\"\nstop = \"{svc} stop ${{name}} {port} ${{path}}\"\nstatus = \"{svc} status ${{name}} {port} ${{path}}\"\n[[jail.health]]\nhttp = \"http://127.0.0.1:{port}/\"\n{}\n",
                 root.display().to_string(),
-                fstab.display().to_string()
+                fstab.display().to_string(),
+                options.extra_jail_toml
             );
             jails.push((name, port));
         }

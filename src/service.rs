@@ -16,6 +16,12 @@ pub fn serve(args: &ServeArgs) -> Result<u8> {
     if args.detach {
         return detach(args);
     }
+    if args.ignore_term {
+        // Registering a handler replaces the default action (terminate).
+        let ignored = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        signal_hook::flag::register(signal_hook::consts::SIGTERM, ignored)
+            .map_err(|e| Error::internal(format!("cannot ignore TERM: {e}")))?;
+    }
     let delay = crate::config::parse_duration(&args.start_delay)
         .ok_or_else(|| Error::usage(format!("bad --start-delay {:?}", args.start_delay)))?;
     std::thread::sleep(delay);
@@ -71,6 +77,7 @@ fn detach(args: &ServeArgs) -> Result<u8> {
         .arg(&args.pidfile)
         .arg("--start-delay")
         .arg(&args.start_delay)
+        .args(args.ignore_term.then_some("--ignore-term"))
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())

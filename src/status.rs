@@ -278,7 +278,16 @@ fn describe_pending(journal: Option<&Journal>, record: &TxnRecord) -> Value {
         }
     };
     let step_text = stuck.map(|s| {
-        let mut text = format!("{} {} ({})", s.seq, s.action.describe(), s.state.as_str());
+        let mut text = match (s.state, s.action.undo()) {
+            (StepState::Undoing | StepState::UndoFailed, Some(reverse)) => format!(
+                "undo of step {} ({}): {} ({})",
+                s.seq,
+                s.action.describe(),
+                reverse.describe(),
+                s.state.as_str()
+            ),
+            _ => format!("{} {} ({})", s.seq, s.action.describe(), s.state.as_str()),
+        };
         if let Some(error) = s.undo_error.as_ref().or(s.error.as_ref()) {
             text.push_str(&format!(": {error}"));
         }

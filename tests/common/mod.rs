@@ -348,3 +348,20 @@ pub fn describe(output: &Output) -> String {
         String::from_utf8_lossy(&output.stderr)
     )
 }
+
+impl Env {
+    /// Stops and unmounts every jail, lets `change` edit the store by hand,
+    /// then mounts and starts the jails again, as an administrator would.
+    pub fn tear_down_for_manual_change(&self, change: impl FnOnce(&Path)) {
+        self.sandbox.tear_down();
+        change(self.store());
+        let config = jailswap::config::Config::load(&self.sandbox.config).unwrap();
+        let host = jailswap::host::system(config.backend);
+        for jail in &config.jails {
+            for mount in &jail.mounts {
+                host.mount(mount).unwrap();
+            }
+            host.start_jail(jail).unwrap();
+        }
+    }
+}
