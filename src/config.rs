@@ -205,7 +205,13 @@ impl Config {
             }
         };
         check_ownership(file)?;
-        Config::parse(&text, file)
+        Config::parse(&text, file).map_err(|error| match error.help {
+            Some(_) => error,
+            None => {
+                let shown = file.display().to_string();
+                error.with_help(format!("fix {shown:?}; `jailswap check -c {shown}` validates it without changing anything"))
+            }
+        })
     }
 
     /// Parses and validates configuration text; `file` names it in errors.

@@ -161,7 +161,10 @@ pub fn preflight(
             return Err(Error::invalid(format!("{target:?} in the store is a symbolic link"))
                 .with_help("templates must be real directories in the store; move the directory itself there"))
         }
-        Some(entry) if !entry.is_directory => return Err(Error::invalid(format!("{target:?} in the store is not a directory"))),
+        Some(entry) if !entry.is_directory => {
+            return Err(Error::invalid(format!("{target:?} in the store is not a directory"))
+                .with_help("a template is a directory holding a whole jail root"))
+        }
         Some(entry) => entry,
     };
     if entry.inode == live.entry.inode && entry.device == live.entry.device {
@@ -180,7 +183,8 @@ pub fn preflight(
     if archive_as == config.live || archive_as == target {
         return Err(Error::invalid(format!(
             "--archive-as {archive_as:?} is the live or the target name"
-        )));
+        ))
+        .with_help("the outgoing template needs a name of its own, such as mroot.20240101"));
     }
     if examine(&config.store, archive_as)?.is_some() {
         return Err(Error::invalid(format!(
