@@ -39,8 +39,12 @@ impl MountSpec {
             "{} {} {} {}",
             escape(&self.source.to_string_lossy()),
             escape(&self.target.to_string_lossy()),
-            self.fstype,
-            self.options.join(",")
+            escape(&self.fstype),
+            if self.options.is_empty() {
+                "rw".to_string()
+            } else {
+                escape(&self.options.join(","))
+            }
         )
     }
 }
@@ -139,6 +143,7 @@ pub fn escape(field: &str) -> String {
             '\t' => out.push_str("\\011"),
             '\n' => out.push_str("\\012"),
             '\\' => out.push_str("\\134"),
+            '#' => out.push_str("\\043"),
             other => out.push(other),
         }
     }
