@@ -420,10 +420,17 @@ impl<'a, H: Host + ?Sized> Executor<'a, H> {
 impl<'a, H: Host + ?Sized> Actor<'a, H> {
     /// After a step failed, whether it nevertheless took effect (and so must
     /// be undone): a start that failed may have left the jail running and
-    /// holding its mounts; a stop that timed out may have stopped it.
+    /// holding its mounts; a stop that timed out may have stopped it. After
+    /// an undo failed, whether the undo took effect all the same.
     fn state_after_failure(&self, action: &Action, undo: bool) -> StepState {
         if undo {
-            return StepState::UndoFailed;
+            // An undo that reported failure may still have taken effect (a
+            // rename that returned an error after it happened, a start that
+            // timed out once the jail was up): repeating it would fail.
+            return match self.observe(action) {
+                Ok(Observation::NotDone) => StepState::Undone,
+                _ => StepState::UndoFailed,
+            };
         }
         match self.observe(action) {
             Ok(Observation::Done) => StepState::Done,

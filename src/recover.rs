@@ -51,6 +51,25 @@ pub fn recover<H: Host + ?Sized>(
     // Durable before acting: if this recovery is interrupted too, the next
     // one knows, and after two it stops trying to go forward.
     journal.set_interrupted_recoveries(record.id, record.interrupted_recoveries + 1)?;
+    crate::process::set_transaction(record.id);
+    let limit = plan
+        .jails
+        .iter()
+        .map(|jail| jail.timeout_ms.max(jail.health_timeout_ms))
+        .max()
+        .unwrap_or(0);
+    let commands = command_directory(journal.path());
+    let leftovers = crate::process::settle_leftover_commands(
+        record.id,
+        &commands,
+        std::time::Duration::from_millis(limit),
+    );
+    crate::process::track_commands_in(&commands);
+    if leftovers > 0 {
+        reporter.line(&format!(
+            "waited for {leftovers} command(s) the interrupted run left behind"
+        ));
+    }
     let steps = journal.steps(record.id)?;
     let mut states: BTreeMap<u32, StepState> =
         steps.iter().map(|step| (step.seq, step.state)).collect();
@@ -66,10 +85,16 @@ pub fn recover<H: Host + ?Sized>(
         states: BTreeMap::new(),
         interrupted,
     };
-    // Observe the uncertain steps first.
+    // Observe the uncertain steps first: those whose completion is not
+    // durable, and failed undos, which may have taken effect all the same.
+    // A failed forward step is not observed again: the rollback's own undos
+    // (restarting a jail, say) would make it look done.
     let mut seen: BTreeMap<u32, Observation> = BTreeMap::new();
     for step in &steps {
-        if matches!(step.state, StepState::Started | StepState::Undoing) {
+        if matches!(
+            step.state,
+            StepState::Started | StepState::Undoing | StepState::UndoFailed
+        ) {
             let observation = match executor.actor.observe(&step.action) {
                 Ok(observation) => observation,
                 Err(HostError::Crashed) => {
@@ -138,7 +163,7 @@ pub fn recover<H: Host + ?Sized>(
                     StepState::Done
                 }
             }
-            (StepState::Undoing, Observation::NotDone) => StepState::Undone,
+            (StepState::Undoing | StepState::UndoFailed, Observation::NotDone) => StepState::Undone,
             (_, _) => StepState::Done,
         };
         states.insert(*seq, after);
@@ -160,4 +185,12 @@ fn needs_operator(
     journal.set_state(id, TxnState::NeedsOperator, Some(&attention), None)?;
     journal.set_interrupted_recoveries(id, 0)?;
     Ok(Outcome::NeedsOperator)
+}
+
+/// Where the leaders of running jail commands are recorded: next to the journal.
+pub fn command_directory(journal: &std::path::Path) -> std::path::PathBuf {
+    journal
+        .parent()
+        .unwrap_or(std::path::Path::new("/"))
+        .join("commands")
 }

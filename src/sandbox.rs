@@ -38,6 +38,12 @@ alive() {
     state=$(cut -d' ' -f3 "/proc/$pid/stat" 2>/dev/null) || return 1
     [ -n "$state" ] && [ "$state" != Z ]
 }
+# Like `service jail`, one start or stop of a jail at a time: a command left
+# running by a killed jailswap finishes before recovery's own command runs.
+if [ "$action" != status ]; then
+    exec 9>"$dir/run/$name.lock"
+    flock 9
+fi
 case $action in
 start)
     alive && exit 0
@@ -46,7 +52,7 @@ start)
     [ -f "$root/FAIL_START" ] && { echo "start of $name failed: this template cannot start" >&2; exit 1; }
     ignore=""
     [ -f "$dir/ignore-term.$name" ] && ignore="--ignore-term"
-    exec "$dir/jailswap" serve --root "$root" --listen "127.0.0.1:$port" --pidfile "$pidfile" --detach --start-delay "$delay" $ignore ;;
+    exec "$dir/jailswap" serve --root "$root" --listen "127.0.0.1:$port" --pidfile "$pidfile" --detach --start-delay "$delay" $ignore 9>&- ;;
 stop)
     [ -f "$dir/hang-stop.$name" ] && sleep 3600
     [ -f "$dir/stop-delay" ] && sleep "$(cat "$dir/stop-delay")"

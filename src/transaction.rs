@@ -378,6 +378,8 @@ pub fn run<H: Host + ?Sized>(
         });
     }
     let id = journal.begin(&plan, &Audit::current(options.reason.clone()))?;
+    crate::process::set_transaction(id);
+    crate::process::track_commands_in(&crate::recover::command_directory(journal.path()));
     reporter.line(&format!(
         "transaction {id}: {} {} -> {}",
         kind.as_str(),

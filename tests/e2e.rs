@@ -172,48 +172,13 @@ fn concurrent_upgrade_is_busy() {
 fn kill_and_recover(kill_at: &str, options: SandboxOptions, expected: Option<Arrangement>) {
     let env = Env::new(options);
     let before = env.before("mroot.2");
-    let child = env.spawn(
+    let arrangement = env.kill_and_recover(
         &["upgrade", "--to", "mroot.2"],
-        &[("JAILSWAP_KILL_AT", kill_at)],
-    );
-    let output = child.wait_with_output().unwrap();
-    assert_eq!(
-        output.status.code(),
+        Some(kill_at),
         None,
-        "{kill_at}: jailswap was not killed: {}",
-        describe(&output)
-    );
-    let status = env.json(&["status"]);
-    assert_eq!(
-        status["pending"], 1,
-        "{kill_at}: status does not show the pending transaction: {status}"
-    );
-    let refused = env.run(&["upgrade", "--to", "mroot.2"]);
-    assert_eq!(code(&refused), 75, "{kill_at}: {}", describe(&refused));
-    let recovered = env.run(&["--json", "recover"]);
-    let result: Value = serde_json::from_slice(&recovered.stdout).unwrap_or(Value::Null);
-    let arrangement = env.assert_invariant(
         &before,
-        &format!(
-            "killed at {kill_at}, then recovered ({})",
-            describe(&recovered)
-        ),
     );
-    match arrangement {
-        Arrangement::New => assert_eq!(code(&recovered), 0),
-        Arrangement::Old => assert_eq!(code(&recovered), 1),
-    }
-    assert_eq!(
-        result["outcome"],
-        if arrangement == Arrangement::New {
-            "committed"
-        } else {
-            "rolled_back"
-        }
-    );
-    if let Some(expected) = expected {
-        assert_eq!(arrangement, expected, "{kill_at}");
-    }
+    assert_eq!(arrangement, expected, "{kill_at}");
     let again = env.run(&["recover"]);
     assert_eq!(code(&again), 0, "{}", describe(&again));
     assert!(String::from_utf8_lossy(&again.stdout).contains("nothing to recover"));

@@ -37,7 +37,7 @@ pub struct Before {
 }
 
 /// Which arrangement the store holds.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Arrangement {
     Old,
     New,
@@ -363,5 +363,88 @@ impl Env {
             }
             host.start_jail(jail).unwrap();
         }
+    }
+}
+
+impl Env {
+    /// Runs `arguments` (an upgrade or rollback) with jailswap killed by
+    /// SIGKILL at the journal commit `kill_at`, or after `after` when given,
+    /// then recovers and checks the whole invariant. Returns the
+    /// arrangement, or `None` when the command finished before the kill.
+    pub fn kill_and_recover(
+        &self,
+        arguments: &[&str],
+        kill_at: Option<&str>,
+        after: Option<Duration>,
+        before: &Before,
+    ) -> Option<Arrangement> {
+        let environment: Vec<(&str, &str)> = kill_at
+            .map(|k| vec![("JAILSWAP_KILL_AT", k)])
+            .unwrap_or_default();
+        let context = format!("{arguments:?} killed at {kill_at:?}{after:?}");
+        let mut child = self.spawn(arguments, &environment);
+        if let Some(after) = after {
+            std::thread::sleep(after);
+            let _ = child.kill();
+        }
+        let output = child.wait_with_output().expect("wait for jailswap");
+        if output.status.code().is_some() {
+            assert!(
+                after.is_some(),
+                "{context}: jailswap was not killed: {}",
+                describe(&output)
+            );
+            self.assert_invariant(before, &format!("{context} (finished before the kill)"));
+            return None;
+        }
+        let status = self.json(&["status"]);
+        if status["pending"].is_null() {
+            // Killed after the transaction became final: nothing to recover.
+            let recovered = self.run(&["--json", "recover"]);
+            assert_eq!(
+                recovered.status.code(),
+                Some(0),
+                "{context}: {}",
+                describe(&recovered)
+            );
+            assert!(
+                String::from_utf8_lossy(&recovered.stdout).contains("nothing_pending"),
+                "{context}"
+            );
+            return Some(self.assert_invariant(
+                before,
+                &format!("{context} (killed after the final commit)"),
+            ));
+        }
+        assert!(
+            status["pending_detail"]["step"].is_string()
+                || status["pending_detail"]["direction"].is_string(),
+            "{context}: {status}"
+        );
+        let refused = self.run(&["upgrade", "--to", &before.target]);
+        assert_eq!(
+            refused.status.code(),
+            Some(75),
+            "{context}: {}",
+            describe(&refused)
+        );
+        let recovered = self.run(&["--json", "recover"]);
+        let result: Value = serde_json::from_slice(&recovered.stdout).unwrap_or(Value::Null);
+        let arrangement = self.assert_invariant(
+            before,
+            &format!("{context}, then recovered: {}", describe(&recovered)),
+        );
+        let (code, outcome) = match arrangement {
+            Arrangement::New => (0, "committed"),
+            Arrangement::Old => (1, "rolled_back"),
+        };
+        assert_eq!(
+            recovered.status.code(),
+            Some(code),
+            "{context}: {}",
+            describe(&recovered)
+        );
+        assert_eq!(result["outcome"], outcome, "{context}");
+        Some(arrangement)
     }
 }
