@@ -303,7 +303,7 @@ pub fn from_fstab(text: &str, source: &Path, store: &Path) -> Result<String, Imp
         if root == store.path {
             continue;
         }
-        if !valid_jail_name(name) {
+        if !crate::config::valid_name(name) {
             return Err(ImportError::new(
                 source,
                 entry.line,
@@ -528,7 +528,7 @@ fn check_same_live(
             ),
         )),
         Some(_) => Ok(()),
-        None if !valid_jail_name(name) => Err(ImportError::new(
+        None if !crate::config::valid_name(name) => Err(ImportError::new(
             &origin.file,
             origin.line,
             format!(
@@ -544,18 +544,6 @@ fn check_same_live(
             Ok(())
         }
     }
-}
-
-/// `[A-Za-z0-9][A-Za-z0-9_.-]*`, the jail and template names jailswap
-/// accepts (SPEC.md).
-fn valid_jail_name(name: &str) -> bool {
-    let mut characters = name.chars();
-    match characters.next() {
-        Some(first) if first.is_ascii_alphanumeric() => {}
-        _ => return false,
-    }
-    characters
-        .all(|character| character.is_ascii_alphanumeric() || matches!(character, '_' | '.' | '-'))
 }
 
 /// Text from a source file as it may appear in a message: control
@@ -1535,7 +1523,7 @@ fn resolve_jails(sections: &[Section], file: &Path) -> Result<Vec<ConfiguredJail
         if section.wildcard() {
             continue;
         }
-        if !valid_jail_name(&section.name) {
+        if !crate::config::valid_name(&section.name) {
             return Err(ImportError::new(
                 file,
                 section.line,

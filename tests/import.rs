@@ -722,6 +722,24 @@ fn self_referring_variable_is_refused() {
 }
 
 #[test]
+fn variables_that_double_at_every_level_are_bounded() {
+    // Proves a chain of variables each using the next twice (2^30 substitutions) is refused promptly instead of exhausting time or memory.
+    let mut conf = String::from("$v0 = x;\n");
+    for level in 1..=30 {
+        conf.push_str(&format!(
+            "$v{level} = \"$v{previous}$v{previous}\";\n",
+            previous = level - 1
+        ));
+    }
+    conf.push_str("ns { path = \"/j/$v30\"; }\n");
+    let error = jail_conf_error(&conf);
+    assert!(
+        error.message.contains("variable substitutions") || error.message.contains("bytes"),
+        "{error}"
+    );
+}
+
+#[test]
 fn jail_without_path_is_refused_at_its_block() {
     // Proves a jail with no path anywhere is refused at its block's line.
     let error = jail_conf_error("exec.clean;\n\nns {\n\tmount.devfs;\n}\n");
