@@ -44,6 +44,30 @@ impl Backend {
     }
 }
 
+/// Where structured log lines (one per step and per outcome) go, besides
+/// the human lines on stderr.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogTarget {
+    /// The local syslog daemon (/dev/log, /var/run/log), identifier `jailswap`.
+    Syslog,
+    /// systemd's journal, identifier `jailswap`.
+    Journald,
+    /// Only stderr.
+    None,
+}
+
+impl LogTarget {
+    /// syslog on FreeBSD; the journal on Linux when it runs, syslog otherwise.
+    pub fn native() -> LogTarget {
+        if cfg!(target_os = "linux") && Path::new("/run/systemd/journal/socket").exists() {
+            LogTarget::Journald
+        } else {
+            LogTarget::Syslog
+        }
+    }
+}
+
 /// One health check of a jail; all of a jail's checks must pass.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -112,6 +136,9 @@ pub struct Config {
     pub parallel: usize,
     pub carry: Vec<String>,
     pub backend: Backend,
+    pub log: LogTarget,
+    /// Prometheus textfile written after every transaction.
+    pub metrics: Option<PathBuf>,
     /// Jails in file order.
     pub jails: Vec<JailSpec>,
     /// Jails grouped by dependency level: level 0 depends on nothing, level
@@ -129,6 +156,8 @@ struct RawFile {
     #[serde(default)]
     carry: Vec<String>,
     backend: Option<Backend>,
+    log: Option<LogTarget>,
+    metrics: Option<PathBuf>,
     #[serde(default)]
     defaults: RawJail,
     #[serde(default)]
@@ -268,6 +297,17 @@ impl Config {
                     journal.display().to_string()
                 ),
             ));
+        }
+        if let Some(metrics) = &raw.metrics {
+            if !metrics.is_absolute() {
+                return Err(fail(
+                    "metrics",
+                    format!(
+                        "{:?} is not an absolute path",
+                        metrics.display().to_string()
+                    ),
+                ));
+            }
         }
         let parallel = match raw.parallel {
             None => 8,
@@ -477,6 +517,8 @@ impl Config {
             parallel,
             carry: raw.carry,
             backend: raw.backend.unwrap_or_else(Backend::native),
+            log: raw.log.unwrap_or_else(LogTarget::native),
+            metrics: raw.metrics,
             jails,
             levels,
         })
