@@ -14,6 +14,7 @@
 pub mod commands;
 #[cfg(target_os = "linux")]
 pub mod linux;
+pub mod simulated;
 pub mod store;
 
 use crate::config::{HealthCheck, JailSpec};

@@ -24,17 +24,27 @@ use std::sync::atomic::AtomicBool;
 pub const MAX_INTERRUPTED_RECOVERIES: u32 = 2;
 
 /// The direction recovery takes when the operator does not choose one.
-pub fn default_direction(record: &TxnRecord, swap_done: bool) -> Direction {
+/// `rollback_began` says whether any undo was ever attempted: a transaction
+/// left `needs_operator` because a recovery could not even observe the host
+/// has not turned back, and past the swap it still goes forward.
+pub fn default_direction(record: &TxnRecord, swap_done: bool, rollback_began: bool) -> Direction {
     let stuck = record.interrupted_recoveries >= MAX_INTERRUPTED_RECOVERIES;
-    let already_back = matches!(
-        record.state,
-        TxnState::RollingBack | TxnState::NeedsOperator
-    );
+    let already_back = record.state == TxnState::RollingBack || rollback_began;
     if swap_done && !stuck && !already_back {
         Direction::Forward
     } else {
         Direction::Rollback
     }
+}
+
+/// Whether any step of the transaction was ever undone or being undone.
+pub fn rollback_began(steps: &[crate::journal::StepRecord]) -> bool {
+    steps.iter().any(|step| {
+        matches!(
+            step.state,
+            StepState::Undoing | StepState::Undone | StepState::UndoFailed
+        ) || step.undo_started_at.is_some()
+    })
 }
 
 pub fn recover<H: Host + ?Sized>(
@@ -132,7 +142,8 @@ pub fn recover<H: Host + ?Sized>(
         (Some(state), None) => matches!(state, StepState::Done | StepState::UndoFailed | StepState::Undoing),
         (None, None) => false,
     };
-    let direction = chosen.unwrap_or_else(|| default_direction(record, swap_done));
+    let direction =
+        chosen.unwrap_or_else(|| default_direction(record, swap_done, rollback_began(&steps)));
     reporter.line(&format!(
         "recovering transaction {} ({} {} -> {}): {}",
         record.id,

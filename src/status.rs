@@ -271,7 +271,7 @@ fn describe_pending(journal: Option<&Journal>, record: &TxnRecord) -> Value {
                 swap_state,
                 Some(StepState::Done | StepState::Undoing | StepState::UndoFailed)
             );
-            match crate::recover::default_direction(record, swap_done) {
+            match crate::recover::default_direction(record, swap_done, crate::recover::rollback_began(&steps)) {
                 Direction::Forward => "forward: the swap took effect; recovery finishes the upgrade through the health checks".to_string(),
                 Direction::Rollback => "back to the template that was live before".to_string(),
             }

@@ -94,7 +94,11 @@ pub fn rename(store: &Path, from: &str, to: &str) -> std::io::Result<()> {
     let (to_parent, to_name) = open_parent(store, to)?;
     rename_no_replace(&from_parent, from_name, &to_parent, to_name)?;
     nix::unistd::fsync(&from_parent)?;
-    nix::unistd::fsync(&to_parent)?;
+    // A template rename stays in one directory: one fsync makes it durable.
+    let same_parent = Path::new(from).parent() == Path::new(to).parent();
+    if !same_parent {
+        nix::unistd::fsync(&to_parent)?;
+    }
     Ok(())
 }
 
