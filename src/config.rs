@@ -204,6 +204,36 @@ pub fn valid_name(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
 }
 
+/// Resolves symbolic links in the longest existing prefix of `path`, as
+/// mount(8) and the kernel do before they record a mount: on a host where
+/// `/home` links to `/usr/home`, the mount table says `/usr/home/j/ns`, and
+/// jailswap must compare like with like. The rest of the path (a jail's `s`
+/// before the template is mounted) is kept as written.
+pub fn resolve(path: &Path) -> PathBuf {
+    let mut existing = path.to_path_buf();
+    let mut rest = Vec::new();
+    // Bounded by the number of components of the path.
+    while !existing.as_os_str().is_empty() {
+        if let Ok(resolved) = std::fs::canonicalize(&existing) {
+            return rest
+                .iter()
+                .rev()
+                .fold(resolved, |acc: PathBuf, part| acc.join(part));
+        }
+        match (
+            existing.file_name().map(|n| n.to_os_string()),
+            existing.parent(),
+        ) {
+            (Some(name), Some(parent)) => {
+                rest.push(name);
+                existing = parent.to_path_buf();
+            }
+            _ => break,
+        }
+    }
+    path.to_path_buf()
+}
+
 /// Parses a duration such as `60s`, `500ms` or `2m`.
 pub fn parse_duration(text: &str) -> Option<Duration> {
     humantime::parse_duration(text.trim()).ok()
@@ -278,6 +308,7 @@ impl Config {
                 .with_help("create the store directory or correct the path"))
             }
         }
+        let store = resolve(&store);
         let live = raw.live.clone().unwrap_or_else(|| "mroot".to_string());
         if !valid_name(&live) {
             return Err(fail(
@@ -403,7 +434,7 @@ impl Config {
             let substitute = |text: String| text.replace("${name}", &jail_name);
 
             let path = match pick(&entry.path, &raw.defaults.path) {
-                Some(path) => PathBuf::from(substitute(path)),
+                Some(path) => resolve(&PathBuf::from(substitute(path))),
                 None => store.join(&jail_name),
             };
             if !path.is_absolute() {
@@ -430,8 +461,15 @@ impl Config {
                         fail_jail("fstab", format!("cannot read {:?}: {error}", fstab_file.display().to_string()))
                             .with_help("create the jail's fstab, or remove the key if the jail mounts its own file systems")
                     })?;
-                    fstab::parse(&text, fstab_file)
-                        .map_err(|error| fail_jail("fstab", error.to_string()))?
+                    let mut mounts = fstab::parse(&text, fstab_file)
+                        .map_err(|error| fail_jail("fstab", error.to_string()))?;
+                    for mount in &mut mounts {
+                        if mount.source.is_absolute() {
+                            mount.source = resolve(&mount.source);
+                        }
+                        mount.target = resolve(&mount.target);
+                    }
+                    mounts
                 }
             };
             let depends = entry

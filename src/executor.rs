@@ -73,6 +73,10 @@ pub struct Actor<'a, H: Host + ?Sized> {
     pub host: &'a H,
     pub plan: &'a Plan,
     pub reporter: &'a Reporter,
+    /// Set by recovery: the host may have changed since the journal was
+    /// written (a reboot remounts fstab and starts jails), so every action
+    /// first looks whether it is already in effect and then does nothing.
+    pub recovering: bool,
 }
 
 /// A transaction being carried out.
@@ -447,6 +451,10 @@ impl<'a, H: Host + ?Sized> Actor<'a, H> {
 
     /// Carries out one action on the host.
     pub fn perform(&self, action: &Action) -> std::result::Result<(), HostError> {
+        if self.recovering && action.undo().is_some() && self.observe(action)? == Observation::Done
+        {
+            return Ok(());
+        }
         let store = &self.plan.store;
         match action {
             Action::Stop { jail } => self.host.stop_jail(self.jail(jail)?),

@@ -89,6 +89,7 @@ pub fn recover<H: Host + ?Sized>(
             host,
             plan: &plan,
             reporter,
+            recovering: true,
         },
         journal,
         id: record.id,
@@ -179,6 +180,32 @@ pub fn recover<H: Host + ?Sized>(
         };
         states.insert(*seq, after);
         resolved.push((*seq, after));
+    }
+    // Going forward, what the journal records as done after the swap may
+    // have vanished since (a reboot stops jails; boot mounts may differ):
+    // mounts and starts whose effect is gone run again, and the health
+    // checks always run again before the commit.
+    if direction == Direction::Forward {
+        for step in &steps {
+            let after_swap = step.seq > swap_seq && step.phase == crate::plan::Phase::Forward;
+            if !after_swap || states.get(&step.seq) != Some(&StepState::Done) {
+                continue;
+            }
+            let again = match &step.action {
+                crate::plan::Action::Health { .. } => true,
+                crate::plan::Action::Mount { .. } | crate::plan::Action::Start { .. } => {
+                    matches!(
+                        executor.actor.observe(&step.action),
+                        Ok(Observation::NotDone)
+                    )
+                }
+                _ => false,
+            };
+            if again {
+                states.insert(step.seq, StepState::Planned);
+                resolved.push((step.seq, StepState::Planned));
+            }
+        }
     }
     executor.journal.set_step_states(record.id, &resolved)?;
     executor.states = states;

@@ -204,7 +204,14 @@ fn observe_jails<H: Host + ?Sized>(
                 let template = std::fs::metadata(&root).ok().and_then(|meta| {
                     found
                         .iter()
-                        .find(|(_, info)| info.inode == meta.ino() && info.device == meta.dev())
+                        // nullfs reports its own device, so on the commands
+                        // backend the inode alone names the template
+                        // (preflight keeps templates on the store's file system).
+                        .find(|(_, info)| {
+                            info.inode == meta.ino()
+                                && (config.backend == crate::config::Backend::Commands
+                                    || info.device == meta.dev())
+                        })
                         .map(|(name, _)| name.clone())
                 });
                 let read_only = if mount_points.contains(&root) {

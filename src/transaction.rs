@@ -391,6 +391,7 @@ pub fn run<H: Host + ?Sized>(
             host,
             plan: &plan,
             reporter,
+            recovering: false,
         },
         journal,
         id,

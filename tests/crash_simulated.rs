@@ -294,6 +294,7 @@ impl Bench {
                 host: &self.host,
                 plan: &plan,
                 reporter: &reporter,
+                recovering: false,
             },
             journal: &mut journal,
             id,

@@ -36,10 +36,41 @@ fn run(program: &str, arguments: &[&str]) -> HostResult<String> {
 
 /// The mount table as `mount -p` prints it.
 pub fn mount_table() -> HostResult<Vec<MountSpec>> {
-    let text = run("mount", &["-p"])?;
-    fstab::parse(&text, Path::new("mount -p")).map_err(|error| {
-        HostError::Failed(format!("cannot read the output of `mount -p`: {error}"))
-    })
+    Ok(parse_mount_p(&run("mount", &["-p"])?))
+}
+
+/// Reads `mount -p` output. FreeBSD prints the source and the mount point
+/// as they are, without escaping white space, so a line with more than six
+/// fields is split where both halves name existing paths (the last four
+/// fields are always type, options, dump and pass). A line that cannot be
+/// read is skipped rather than failing the whole table: it cannot be one of
+/// jailswap's own mounts, whose paths exist.
+pub fn parse_mount_p(text: &str) -> Vec<MountSpec> {
+    let mut table = Vec::new();
+    for line in text.lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if fields.len() < 6 {
+            continue;
+        }
+        let (paths, tail) = fields.split_at(fields.len() - 4);
+        let joined = |part: &[&str]| fstab::unescape(&part.join(" "));
+        let split = if paths.len() == 2 {
+            Some(1)
+        } else {
+            (1..paths.len()).find(|&at| {
+                Path::new(&joined(&paths[at..])).exists()
+                    && Path::new(&joined(&paths[..at])).exists()
+            })
+        };
+        let Some(at) = split else { continue };
+        table.push(MountSpec {
+            source: joined(&paths[..at]).into(),
+            target: joined(&paths[at..]).into(),
+            fstype: tail[0].to_string(),
+            options: tail[1].split(',').map(str::to_string).collect(),
+        });
+    }
+    table
 }
 
 impl Host for CommandsHost {
