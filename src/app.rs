@@ -57,7 +57,21 @@ pub fn run(cli: Cli) -> Result<u8> {
         }
         Command::Status => crate::status::status(&cli, &Config::load(&config_path)?),
         Command::History { limit } => history(&cli, &Config::load(&config_path)?, *limit),
-        Command::Show { id } => show(&cli, &Config::load(&config_path)?, *id),
+        Command::Show {
+            id,
+            timeline: false,
+        } => show(&cli, &Config::load(&config_path)?, *id),
+        Command::Show { id, timeline: true } => {
+            crate::timeline::show(&Config::load(&config_path)?, *id)
+        }
+        Command::Verify => verify(&cli, &Config::load(&config_path)?),
+        Command::Prune { keep, dry_run } => crate::prune::prune(
+            &cli,
+            &Config::load(&config_path)?,
+            *keep,
+            *dry_run,
+            &reporter,
+        ),
         Command::Check => check(&cli, &Config::load(&config_path)?),
         Command::Init(args) => init(args),
         Command::Completions { shell } => {
@@ -123,6 +137,7 @@ fn transact(
         print_plan(cli, &finished.plan);
         return Ok(0);
     }
+    crate::logging::set_target(config.log);
     let _lock = Lock::acquire(&config.journal)?;
     let mut journal = Journal::open(&config.journal)?;
     install_kill_switch(&mut journal);
@@ -140,6 +155,7 @@ fn transact(
     let (Some(id), Some(outcome)) = (finished.id, finished.outcome) else {
         return Err(Error::internal("transaction ended without an outcome"));
     };
+    finished_transaction(&config, &journal, id, outcome, reporter);
     print_outcome(cli, &journal, id, outcome)
 }
 
@@ -157,6 +173,7 @@ fn recover(
     reporter: &Reporter,
 ) -> Result<u8> {
     let config = Config::load(config_path)?;
+    crate::logging::set_target(config.log);
     let _lock = Lock::acquire(&config.journal)?;
     let mut journal = Journal::open(&config.journal)?;
     install_kill_switch(&mut journal);
@@ -169,6 +186,8 @@ fn recover(
         } else {
             println!("nothing to recover: no transaction is pending");
         }
+        // The boot-time run refreshes the metrics even when all is well.
+        write_metrics(&config, &journal, reporter);
         return Ok(0);
     };
     let host = host::system(config.backend);
@@ -181,6 +200,7 @@ fn recover(
         reporter,
         &interrupted,
     )?;
+    finished_transaction(&config, &journal, pending.id, outcome, reporter);
     print_outcome(cli, &journal, pending.id, outcome)
 }
 
@@ -218,6 +238,54 @@ fn install_kill_switch(journal: &mut Journal) {
         }
         false
     })));
+}
+
+/// One structured line per outcome (syslog/journald) and the metrics file.
+fn finished_transaction(
+    config: &Config,
+    journal: &Journal,
+    id: i64,
+    outcome: Outcome,
+    reporter: &Reporter,
+) {
+    if let Ok(Some(record)) = journal.transaction(id) {
+        let message = format!(
+            "transaction {id} {}: {} {} -> {}",
+            outcome.as_str(),
+            record.kind,
+            record.from_label,
+            record.to_label
+        );
+        let (kind, from, to) = (
+            record.kind.as_str(),
+            record.from_label.as_str(),
+            record.to_label.as_str(),
+        );
+        let downtime_ms = record.downtime_ms;
+        match outcome {
+            Outcome::Committed => {
+                tracing::info!(target: "jailswap", transaction = id, kind, outcome = outcome.as_str(), downtime_ms, from, to, "{message}")
+            }
+            Outcome::RolledBack => {
+                tracing::warn!(target: "jailswap", transaction = id, kind, outcome = outcome.as_str(), downtime_ms, from, to, "{message}")
+            }
+            Outcome::NeedsOperator => {
+                tracing::error!(target: "jailswap", transaction = id, kind, outcome = outcome.as_str(), downtime_ms, from, to, "{message}")
+            }
+        }
+    }
+    write_metrics(config, journal, reporter);
+}
+
+fn write_metrics(config: &Config, journal: &Journal, reporter: &Reporter) {
+    if let Some(path) = &config.metrics {
+        if let Err(error) = crate::metrics::write(path, journal) {
+            reporter.line(&format!(
+                "warning: could not write metrics to {:?}: {error}",
+                path.display().to_string()
+            ));
+        }
+    }
 }
 
 fn print_plan(cli: &Cli, plan: &crate::plan::Plan) {
@@ -354,15 +422,18 @@ pub fn txn_json(record: &TxnRecord) -> Value {
         "hostname": record.hostname,
         "command_line": record.command_line,
         "reason": record.reason,
-        "error": record.error,
+                "error": record.error,
         "attention": record.attention,
+        "from_fingerprint": record.from_fingerprint,
+        "to_fingerprint": record.to_fingerprint,
     })
 }
 
 pub fn step_json(step: &StepRecord) -> Value {
     json!({
-        "seq": step.seq,
+                "seq": step.seq,
         "wave": step.wave,
+        "phase": if step.phase == Phase::Forward { "forward" } else { "after_rollback" },
         "action": step.action.verb(),
         "jail": step.action.jail(),
         "description": step.action.describe(),
@@ -482,6 +553,12 @@ fn show(cli: &Cli, config: &Config, id: i64) -> Result<u8> {
         record.finished_at.as_deref().unwrap_or("-")
     );
     println!("  command   {}", record.command_line);
+    if let Some(fingerprint) = &record.from_fingerprint {
+        println!("  from      {}: {fingerprint}", record.from_label);
+    }
+    if let Some(fingerprint) = &record.to_fingerprint {
+        println!("  to        {}: {fingerprint}", record.to_label);
+    }
     if let Some(reason) = &record.reason {
         println!("  reason    {reason}");
     }
@@ -522,6 +599,50 @@ fn show(cli: &Cli, config: &Config, id: i64) -> Result<u8> {
         .collect();
     print_table(&["SEQ", "STATE", "TOOK", "STEP", "ERROR"], &rows);
     Ok(0)
+}
+
+fn verify(cli: &Cli, config: &Config) -> Result<u8> {
+    let Some(journal) = Journal::open_read(&config.journal)? else {
+        if cli.json {
+            println!(
+                "{}",
+                json!({"intact": true, "records": 0, "journal": config.journal})
+            );
+        } else {
+            println!(
+                "no journal yet at {:?}: nothing to verify",
+                config.journal.display().to_string()
+            );
+        }
+        return Ok(0);
+    };
+    match journal.verify()? {
+        crate::journal::Verdict::Intact { records } => {
+            if cli.json {
+                println!(
+                    "{}",
+                    json!({"intact": true, "records": records, "journal": config.journal})
+                );
+            } else {
+                println!("journal {:?} is intact: integrity check passed, {records} finished transactions chained", config.journal.display().to_string());
+            }
+            Ok(0)
+        }
+        crate::journal::Verdict::Broken { id, reason } => {
+            if cli.json {
+                println!(
+                    "{}",
+                    json!({"intact": false, "first_mismatch": id, "reason": reason, "journal": config.journal})
+                );
+            }
+            let which = id
+                .map(|id| format!("transaction {id}"))
+                .unwrap_or_else(|| "the database".into());
+            let backup = crate::journal::backup_path(&config.journal);
+            Err(Error::new(Kind::Journal, format!("journal {:?} does not verify: {which}: {reason}", config.journal.display().to_string()))
+                .with_help(format!("compare with the copy at {:?} and with the system logs; the host itself was not changed", backup.display().to_string())))
+        }
+    }
 }
 
 fn check(cli: &Cli, config: &Config) -> Result<u8> {
@@ -620,20 +741,8 @@ pub fn templates(config: &Config) -> Vec<(String, store::EntryInfo)> {
     found
 }
 
-/// Logs go to stderr: warnings by default, everything with `-v`. Progress
-/// lines are the reporter's, not the logger's.
+/// Human log lines on stderr; the syslog or journald sink is switched on
+/// once the configuration says which (`logging::set_target`).
 pub fn init_logging(cli: &Cli) {
-    let level = if cli.verbose {
-        "jailswap=debug"
-    } else {
-        "error"
-    };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("JAILSWAP_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(false)
-        .without_time()
-        .try_init();
+    crate::logging::init(cli.verbose, None);
 }

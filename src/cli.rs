@@ -62,6 +62,20 @@ pub enum Command {
     Show {
         /// The transaction's number, as `history` lists it
         id: i64,
+        /// Draw the transaction as a chart: one row per jail, time across
+        #[arg(long)]
+        timeline: bool,
+    },
+    /// Check the journal's integrity and its audit hash chain
+    Verify,
+    /// Delete archived templates beyond the N newest
+    Prune {
+        /// How many archived templates to keep
+        #[arg(long, value_name = "N")]
+        keep: usize,
+        /// Print what would be deleted, and delete nothing
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Validate the configuration and run the health checks now; changes nothing
     Check,

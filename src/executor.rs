@@ -484,6 +484,16 @@ impl<'a, H: Host + ?Sized> Actor<'a, H> {
             Action::Health { jail } => {
                 health::check_jail(self.host, self.jail(jail)?).map_err(HostError::Failed)
             }
+            Action::Delete { template, inode } => {
+                if self.host.inode(store, template)? != Some(*inode) {
+                    return Err(HostError::Failed(format!(
+                        "{template:?} is no longer the archived template jailswap recorded; not deleting it"
+                    )));
+                }
+                crate::host::store::remove_template(store, template).map_err(|error| {
+                    HostError::Failed(format!("cannot delete {template:?}: {error}"))
+                })
+            }
         }
     }
 
@@ -536,6 +546,11 @@ impl<'a, H: Host + ?Sized> Actor<'a, H> {
                 inode,
             } => moved(&format!("{from}/{path}"), &format!("{to}/{path}"), *inode)?,
             Action::VerifyUnused { .. } | Action::Health { .. } => Observation::Unknown,
+            Action::Delete { template, inode } => match self.host.inode(store, template)? {
+                None => Observation::Done,
+                Some(found) if found == *inode => Observation::NotDone,
+                Some(_) => Observation::Unknown,
+            },
         })
     }
 }

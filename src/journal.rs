@@ -16,7 +16,10 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 /// The migrations, in order; the n-th brings the schema to version n.
-const MIGRATIONS: &[&str] = &[include_str!("../journal/0001_initial.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../journal/0001_initial.sql"),
+    include_str!("../journal/0002_audit_chain.sql"),
+];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -103,6 +106,9 @@ pub struct Audit {
     pub hostname: String,
     pub command_line: String,
     pub reason: Option<String>,
+    /// Fingerprints of the outgoing and incoming templates.
+    pub from_fingerprint: Option<String>,
+    pub to_fingerprint: Option<String>,
 }
 
 impl Audit {
@@ -126,6 +132,8 @@ impl Audit {
                 .unwrap_or_default(),
             command_line: std::env::args().collect::<Vec<_>>().join(" "),
             reason,
+            from_fingerprint: None,
+            to_fingerprint: None,
         }
     }
 }
@@ -170,6 +178,8 @@ pub struct TxnRecord {
     pub attention: Option<String>,
     pub error: Option<String>,
     pub plan_json: String,
+    pub from_fingerprint: Option<String>,
+    pub to_fingerprint: Option<String>,
 }
 
 impl TxnRecord {
@@ -361,8 +371,8 @@ impl Journal {
             let transaction = self.connection.transaction()?;
             transaction.execute(
                 "INSERT INTO txn (kind, state, store, live, target, archive_as, from_label, to_label, from_inode, to_inode,
-                                  plan, started_at, user, uid, hostname, command_line, reason)
-                 VALUES (?1, 'running', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+                                  plan, started_at, user, uid, hostname, command_line, reason, from_fingerprint, to_fingerprint)
+                 VALUES (?1, 'running', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
                 params![
                     plan.kind.as_str(),
                     plan.store.to_string_lossy(),
@@ -378,8 +388,10 @@ impl Journal {
                     audit.user,
                     audit.uid,
                     audit.hostname,
-                    audit.command_line,
+                                        audit.command_line,
                     audit.reason,
+                    audit.from_fingerprint,
+                    audit.to_fingerprint,
                 ],
             )?;
             let id = transaction.last_insert_rowid();
@@ -536,13 +548,27 @@ impl Journal {
         downtime_jails: Option<&str>,
     ) -> Result<(), Error> {
         self.fault_point("finish", false)?;
-        self.connection
-            .execute(
+        // The final state and the record's place in the audit chain are one
+        // commit: a finished transaction is always hashed.
+        let result = (|| -> Result<(), JournalError> {
+            let transaction = self.connection.transaction()?;
+            transaction.execute(
                 "UPDATE txn SET state = ?2, finished_at = ?3, downtime_ms = ?4, downtime_jails = ?5, attention = NULL, interrupted_recoveries = 0 WHERE id = ?1",
                 params![id, state.as_str(), now(), downtime_ms, downtime_jails],
-            )
-            .map(|_| ())
-            .map_err(|error| journal_error(&self.path, error.into()))?;
+            )?;
+            let previous: Option<String> = transaction
+                .query_row("SELECT record_hash FROM txn WHERE record_hash IS NOT NULL AND id < ?1 ORDER BY id DESC LIMIT 1", [id], |row| row.get(0))
+                .optional()?;
+            let previous = previous.unwrap_or_default();
+            let hash = chain_hash(&previous, &record_text(&transaction, id)?);
+            transaction.execute(
+                "UPDATE txn SET previous_hash = ?2, record_hash = ?3 WHERE id = ?1",
+                params![id, previous, hash],
+            )?;
+            transaction.commit()?;
+            Ok(())
+        })();
+        result.map_err(|error| journal_error(&self.path, error))?;
         self.fault_point("finish", true)?;
         self.write_backup();
         Ok(())
@@ -572,7 +598,8 @@ impl Journal {
     }
 
     const TXN_COLUMNS: &'static str = "id, kind, state, from_label, to_label, archive_as, target, from_inode, to_inode, started_at, finished_at,
-        downtime_ms, downtime_jails, user, hostname, command_line, reason, interrupted_recoveries, attention, error, plan";
+        downtime_ms, downtime_jails, user, hostname, command_line, reason, interrupted_recoveries, attention, error, plan,
+        from_fingerprint, to_fingerprint";
 
     fn txn_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<TxnRecord> {
         Ok(TxnRecord {
@@ -597,6 +624,8 @@ impl Journal {
             attention: row.get(18)?,
             error: row.get(19)?,
             plan_json: row.get(20)?,
+            from_fingerprint: row.get(21)?,
+            to_fingerprint: row.get(22)?,
         })
     }
 
@@ -638,7 +667,7 @@ impl Journal {
     /// The newest transaction that reached a final state.
     pub fn last_final(&self) -> Result<Option<TxnRecord>, Error> {
         let sql = format!(
-            "SELECT {} FROM txn WHERE state IN ('committed', 'rolled_back') ORDER BY id DESC LIMIT 1",
+            "SELECT {} FROM txn WHERE state IN ('committed', 'rolled_back') AND kind != 'prune' ORDER BY id DESC LIMIT 1",
             Self::TXN_COLUMNS
         );
         self.connection
@@ -650,7 +679,7 @@ impl Journal {
     /// The newest committed transaction: its archive is the rollback target.
     pub fn last_committed(&self) -> Result<Option<TxnRecord>, Error> {
         let sql = format!(
-            "SELECT {} FROM txn WHERE state = 'committed' ORDER BY id DESC LIMIT 1",
+            "SELECT {} FROM txn WHERE state = 'committed' AND kind != 'prune' ORDER BY id DESC LIMIT 1",
             Self::TXN_COLUMNS
         );
         self.connection
@@ -728,6 +757,125 @@ impl Journal {
         self.connection
             .query_row("SELECT count(*) FROM txn", [], |row| row.get(0))
             .map_err(|error| journal_error(&self.path, error.into()))
+    }
+}
+
+/// The canonical text of one transaction's record: every column of its row
+/// but the chain's own, and every column of its steps, in a fixed order.
+fn record_text(connection: &Connection, id: i64) -> Result<String, JournalError> {
+    let row_text =
+        |statement: &mut rusqlite::Statement<'_>, key: i64| -> Result<Vec<String>, JournalError> {
+            let names: Vec<String> = statement
+                .column_names()
+                .iter()
+                .map(|n| n.to_string())
+                .collect();
+            let mut rows = statement.query([key])?;
+            let mut out = Vec::new();
+            while let Some(row) = rows.next()? {
+                let mut object = serde_json::Map::new();
+                for (index, name) in names.iter().enumerate() {
+                    let value = match row.get_ref(index)? {
+                        rusqlite::types::ValueRef::Null => serde_json::Value::Null,
+                        rusqlite::types::ValueRef::Integer(n) => serde_json::Value::from(n),
+                        rusqlite::types::ValueRef::Real(f) => serde_json::Value::from(f),
+                        rusqlite::types::ValueRef::Text(t) => {
+                            serde_json::Value::from(String::from_utf8_lossy(t).into_owned())
+                        }
+                        rusqlite::types::ValueRef::Blob(b) => serde_json::Value::from(
+                            b.iter().map(|x| format!("{x:02x}")).collect::<String>(),
+                        ),
+                    };
+                    object.insert(name.clone(), value);
+                }
+                out.push(serde_json::Value::Object(object).to_string());
+            }
+            Ok(out)
+        };
+    let mut transaction = connection.prepare(
+        "SELECT id, kind, state, store, live, target, archive_as, from_label, to_label, from_inode, to_inode, plan, started_at,
+                finished_at, downtime_ms, downtime_jails, user, uid, hostname, command_line, reason, error, from_fingerprint, to_fingerprint
+         FROM txn WHERE id = ?1",
+    )?;
+    let mut steps = connection.prepare(
+        "SELECT seq, wave, phase, action, jail, detail, state, started_at, finished_at, error, undo_started_at, undo_finished_at, undo_error
+         FROM step WHERE txn_id = ?1 ORDER BY seq",
+    )?;
+    let mut lines = row_text(&mut transaction, id)?;
+    lines.extend(row_text(&mut steps, id)?);
+    Ok(lines.join("\n"))
+}
+
+fn chain_hash(previous: &str, record: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    hasher.update(previous.as_bytes());
+    hasher.update(b"\n");
+    hasher.update(record.as_bytes());
+    hasher
+        .finalize()
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
+}
+
+/// What `verify` found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// The integrity check passed and every finished record matches its hash.
+    Intact { records: usize },
+    /// The first record that does not match, and why.
+    Broken { id: Option<i64>, reason: String },
+}
+
+impl Journal {
+    /// Checks SQLite's integrity (the full check) and the audit chain.
+    pub fn verify(&self) -> Result<Verdict, Error> {
+        let result = (|| -> Result<Verdict, JournalError> {
+            let integrity: String =
+                self.connection
+                    .query_row("PRAGMA integrity_check", [], |row| row.get(0))?;
+            if integrity != "ok" {
+                return Ok(Verdict::Broken {
+                    id: None,
+                    reason: format!("SQLite integrity check failed: {integrity}"),
+                });
+            }
+            let mut statement = self.connection.prepare("SELECT id, previous_hash, record_hash FROM txn WHERE record_hash IS NOT NULL ORDER BY id")?;
+            let chain: Vec<(i64, Option<String>, String)> = statement
+                .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?
+                .collect::<Result<_, _>>()?;
+            let mut previous = String::new();
+            for (id, stored_previous, stored_hash) in &chain {
+                if stored_previous.as_deref().unwrap_or("") != previous {
+                    return Ok(Verdict::Broken {
+                        id: Some(*id),
+                        reason: "its link to the previous record does not match: a record before it was removed or altered".into(),
+                    });
+                }
+                if chain_hash(&previous, &record_text(&self.connection, *id)?) != *stored_hash {
+                    return Ok(Verdict::Broken {
+                        id: Some(*id),
+                        reason: "its contents do not match its hash: the record was edited".into(),
+                    });
+                }
+                previous = stored_hash.clone();
+            }
+            let unhashed: Option<i64> = self
+                .connection
+                .query_row("SELECT id FROM txn WHERE record_hash IS NULL AND state IN ('committed', 'rolled_back') ORDER BY id LIMIT 1", [], |row| row.get(0))
+                .optional()?;
+            if let Some(id) = unhashed {
+                return Ok(Verdict::Broken {
+                    id: Some(id),
+                    reason: "it is final but carries no hash".into(),
+                });
+            }
+            Ok(Verdict::Intact {
+                records: chain.len(),
+            })
+        })();
+        result.map_err(|error| journal_error(&self.path, error))
     }
 }
 

@@ -60,6 +60,12 @@ pub enum Action {
     Health {
         jail: String,
     },
+    /// Deletes an archived template (`prune` only); `inode` guards against
+    /// deleting another directory that took its name.
+    Delete {
+        template: String,
+        inode: u64,
+    },
 }
 
 impl Action {
@@ -92,7 +98,9 @@ impl Action {
                 to: from.clone(),
                 inode: *inode,
             },
-            Action::VerifyUnused { .. } | Action::Health { .. } => return None,
+            Action::VerifyUnused { .. } | Action::Health { .. } | Action::Delete { .. } => {
+                return None
+            }
         })
     }
 
@@ -107,6 +115,7 @@ impl Action {
             Action::Mount { .. } => "mount",
             Action::Start { .. } => "start",
             Action::Health { .. } => "health",
+            Action::Delete { .. } => "delete",
         }
     }
 
@@ -138,6 +147,7 @@ impl Action {
             Action::VerifyUnused { template } => format!("verify nothing mounts {template}"),
             Action::Rename { from, to, .. } => format!("rename {from} -> {to}"),
             Action::Carry { path, from, to, .. } => format!("move {from}/{path} -> {to}/{path}"),
+            Action::Delete { template, .. } => format!("delete archived template {template}"),
         }
     }
 }
@@ -164,6 +174,7 @@ pub struct Step {
 pub enum TransactionKind {
     Upgrade,
     Rollback,
+    Prune,
 }
 
 impl TransactionKind {
@@ -171,6 +182,7 @@ impl TransactionKind {
         match self {
             TransactionKind::Upgrade => "upgrade",
             TransactionKind::Rollback => "rollback",
+            TransactionKind::Prune => "prune",
         }
     }
 }

@@ -143,8 +143,12 @@ pub fn recover<H: Host + ?Sized>(
         (Some(state), None) => matches!(state, StepState::Done | StepState::UndoFailed | StepState::Undoing),
         (None, None) => false,
     };
-    let direction =
-        chosen.unwrap_or_else(|| default_direction(record, swap_done, rollback_began(&steps)));
+    // Deleting is idempotent and cannot be undone: a prune always finishes.
+    let direction = if plan.kind == crate::plan::TransactionKind::Prune {
+        chosen.unwrap_or(Direction::Forward)
+    } else {
+        chosen.unwrap_or_else(|| default_direction(record, swap_done, rollback_began(&steps)))
+    };
     reporter.line(&format!(
         "recovering transaction {} ({} {} -> {}): {}",
         record.id,

@@ -345,7 +345,9 @@ pub fn run<H: Host + ?Sized>(
     let live = live_template(config, Some(journal), options.adopt)?;
     let target = match (kind, &options.to) {
         (_, Some(to)) => to.clone(),
-        (TransactionKind::Upgrade, None) => return Err(Error::usage("upgrade needs --to NAME")),
+        (TransactionKind::Upgrade | TransactionKind::Prune, None) => {
+            return Err(Error::usage("upgrade needs --to NAME"))
+        }
         (TransactionKind::Rollback, None) => previous_template(config, journal)?,
     };
     let archive_as = match &options.archive_as {
@@ -377,7 +379,12 @@ pub fn run<H: Host + ?Sized>(
             outcome: None,
         });
     }
-    let id = journal.begin(&plan, &Audit::current(options.reason.clone()))?;
+    // Fingerprints are taken here, before the first stop: reading a whole
+    // template must not lengthen the outage.
+    let mut audit = Audit::current(options.reason.clone());
+    audit.from_fingerprint = Some(fingerprint(&config.store, &config.live, live.entry.inode));
+    audit.to_fingerprint = Some(fingerprint(&config.store, &target, target_entry.inode));
+    let id = journal.begin(&plan, &audit)?;
     crate::process::set_transaction(id);
     crate::process::track_commands_in(&crate::recover::command_directory(journal.path()));
     reporter.line(&format!(
@@ -437,4 +444,54 @@ pub fn pending_error(pending: &TxnRecord) -> Error {
         ),
     )
     .with_help("run `jailswap status` to see what is pending, then `jailswap recover`")
+}
+
+/// A template's fingerprint: its inode and a SHA-256 digest of its
+/// manifest (every path, with its size, mode and modification time, in
+/// order; links are not followed), so that `show` can tell whether a
+/// template was changed after it went live or was archived.
+pub fn fingerprint(store: &Path, name: &str, inode: u64) -> String {
+    use sha2::{Digest, Sha256};
+    use std::os::unix::fs::MetadataExt;
+    let root = store.join(name);
+    let mut hasher = Sha256::new();
+    let mut pending = vec![root.clone()];
+    let mut entries = 0u64;
+    // Bounded by the size of the tree; directories are read in name order.
+    while let Some(directory) = pending.pop() {
+        let Ok(listing) = std::fs::read_dir(&directory) else {
+            continue;
+        };
+        let mut children: Vec<_> = listing.flatten().map(|entry| entry.path()).collect();
+        children.sort();
+        for child in children.into_iter().rev() {
+            let Ok(meta) = std::fs::symlink_metadata(&child) else {
+                continue;
+            };
+            let relative = child
+                .strip_prefix(&root)
+                .unwrap_or(&child)
+                .to_string_lossy()
+                .into_owned();
+            hasher.update(
+                format!(
+                    "{relative}\0{}\0{:o}\0{}\n",
+                    meta.len(),
+                    meta.mode(),
+                    meta.mtime()
+                )
+                .as_bytes(),
+            );
+            entries += 1;
+            if meta.is_dir() {
+                pending.push(child);
+            }
+        }
+    }
+    let digest: String = hasher
+        .finalize()
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect();
+    format!("inode {inode}, {entries} entries, sha256 {digest}")
 }

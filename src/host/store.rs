@@ -137,6 +137,22 @@ fn rename_no_replace(
     Ok(())
 }
 
+/// Deletes a template directory of the store and everything in it. The
+/// name is checked to be a plain entry that is a directory, not a link;
+/// the removal itself does not follow links inside the tree.
+pub fn remove_template(store: &Path, name: &str) -> std::io::Result<()> {
+    match entry(store, name)? {
+        Some(found) if found.is_directory && !name.contains('/') => {
+            std::fs::remove_dir_all(store.join(name))
+        }
+        Some(_) => Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("{name:?} is not a template directory"),
+        )),
+        None => Ok(()),
+    }
+}
+
 /// The names of the top-level symbolic links of a template.
 pub fn top_level_symlinks(store: &Path, template: &str) -> std::io::Result<Vec<String>> {
     let mut links = Vec::new();
