@@ -156,6 +156,7 @@ fn transact(
         return Err(Error::internal("transaction ended without an outcome"));
     };
     finished_transaction(&config, &journal, id, outcome, reporter);
+    reporter.finish();
     print_outcome(cli, &journal, id, outcome)
 }
 
@@ -201,6 +202,7 @@ fn recover(
         &interrupted,
     )?;
     finished_transaction(&config, &journal, pending.id, outcome, reporter);
+    reporter.finish();
     print_outcome(cli, &journal, pending.id, outcome)
 }
 
