@@ -524,7 +524,8 @@ pub fn print_table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) {
     }
 }
 
-fn show(cli: &Cli, config: &Config, id: i64) -> Result<u8> {
+/// A transaction and its steps, or 65 naming the transaction when there is none.
+pub fn load_transaction(config: &Config, id: i64) -> Result<(TxnRecord, Vec<StepRecord>)> {
     let not_found = || {
         Error::invalid(format!("there is no transaction {id}"))
             .with_help("`jailswap history` lists them")
@@ -532,6 +533,11 @@ fn show(cli: &Cli, config: &Config, id: i64) -> Result<u8> {
     let journal = Journal::open_read(&config.journal)?.ok_or_else(not_found)?;
     let record = journal.transaction(id)?.ok_or_else(not_found)?;
     let steps = journal.steps(id)?;
+    Ok((record, steps))
+}
+
+fn show(cli: &Cli, config: &Config, id: i64) -> Result<u8> {
+    let (record, steps) = load_transaction(config, id)?;
     if cli.json {
         let mut object = txn_json(&record);
         object["steps"] = Value::Array(steps.iter().map(step_json).collect());

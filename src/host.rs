@@ -38,13 +38,22 @@ pub enum HostError {
 
 pub type HostResult<T> = Result<T, HostError>;
 
+/// The operations every real host carries out the same way (jail commands
+/// through `/bin/sh -c`, renames through the store's descriptor, health
+/// checks) are provided; a backend supplies mounts and the mount table.
 pub trait Host: Sync {
     /// Runs the jail's stop command.
-    fn stop_jail(&self, jail: &JailSpec) -> HostResult<()>;
+    fn stop_jail(&self, jail: &JailSpec) -> HostResult<()> {
+        run_jail_command(jail, &jail.stop)
+    }
     /// Runs the jail's start command.
-    fn start_jail(&self, jail: &JailSpec) -> HostResult<()>;
+    fn start_jail(&self, jail: &JailSpec) -> HostResult<()> {
+        run_jail_command(jail, &jail.start)
+    }
     /// Whether the jail runs; `None` when it has no status command.
-    fn jail_running(&self, jail: &JailSpec) -> HostResult<Option<bool>>;
+    fn jail_running(&self, jail: &JailSpec) -> HostResult<Option<bool>> {
+        run_status_command(jail)
+    }
     /// Mounts one fstab entry (read-only when it says `ro`).
     fn mount(&self, mount: &MountSpec) -> HostResult<()>;
     /// Unmounts, never lazily: a busy mount point is an error.
@@ -58,11 +67,29 @@ pub trait Host: Sync {
     /// Renames `store/from` to `store/to` (relative paths inside the store),
     /// refusing to replace anything, then makes the rename durable by
     /// syncing the directories involved.
-    fn rename(&self, store: &Path, from: &str, to: &str) -> HostResult<()>;
+    fn rename(&self, store_path: &Path, from: &str, to: &str) -> HostResult<()> {
+        store::rename(store_path, from, to).map_err(|error| {
+            HostError::Failed(format!(
+                "cannot rename {from:?} to {to:?} in {:?}: {error}",
+                store_path.display().to_string()
+            ))
+        })
+    }
     /// The inode of `store/relative`, without following links; `None` when absent.
-    fn inode(&self, store: &Path, relative: &str) -> HostResult<Option<u64>>;
+    fn inode(&self, store_path: &Path, relative: &str) -> HostResult<Option<u64>> {
+        store::entry(store_path, relative)
+            .map(|entry| entry.map(|e| e.inode))
+            .map_err(|error| {
+                HostError::Failed(format!(
+                    "cannot examine {relative:?} in {:?}: {error}",
+                    store_path.display().to_string()
+                ))
+            })
+    }
     /// One attempt at one health check, bounded by `timeout`.
-    fn probe(&self, jail: &JailSpec, check: &HealthCheck, timeout: Duration) -> Result<(), String>;
+    fn probe(&self, jail: &JailSpec, check: &HealthCheck, timeout: Duration) -> Result<(), String> {
+        crate::health::probe(jail, check, timeout)
+    }
 }
 
 /// Runs one of a jail's commands with its timeout, as real hosts do.
@@ -91,11 +118,6 @@ pub fn run_status_command(jail: &JailSpec) -> HostResult<Option<bool>> {
         return Err(HostError::Failed(outcome.failure(&command, timeout)));
     }
     Ok(Some(outcome.success()))
-}
-
-/// One attempt at a health check on a real host.
-pub fn probe_real(jail: &JailSpec, check: &HealthCheck, timeout: Duration) -> Result<(), String> {
-    crate::health::probe(jail, check, timeout)
 }
 
 /// The host backend the configuration chose.

@@ -433,22 +433,8 @@ impl Journal {
         } else {
             StepState::Started
         };
-        self.fault_point("intent", false)?;
-        let result = (|| -> Result<(), JournalError> {
-            let transaction = self.connection.transaction()?;
-            {
-                let mut update = transaction
-                    .prepare("UPDATE step SET state = ?3 WHERE txn_id = ?1 AND seq = ?2")?;
-                for seq in seqs {
-                    update.execute(params![id, seq, state.as_str()])?;
-                }
-            }
-            transaction.commit()?;
-            Ok(())
-        })();
-        result.map_err(|error| journal_error(&self.path, error))?;
-        self.fault_point("intent", true)?;
-        Ok(())
+        let states: Vec<(u32, StepState)> = seqs.iter().map(|seq| (*seq, state)).collect();
+        self.update_step_states(id, &states, "intent")
     }
 
     /// Records the outcome of a wave's steps (or undos). One commit.
@@ -490,7 +476,17 @@ impl Journal {
     /// Sets the state of a step without times, as recovery does once it has
     /// observed whether an uncertain step took effect.
     pub fn set_step_states(&mut self, id: i64, states: &[(u32, StepState)]) -> Result<(), Error> {
-        self.fault_point("observed", false)?;
+        self.update_step_states(id, states, "observed")
+    }
+
+    /// Sets the states of several steps in one commit named `commit`.
+    fn update_step_states(
+        &mut self,
+        id: i64,
+        states: &[(u32, StepState)],
+        commit: &'static str,
+    ) -> Result<(), Error> {
+        self.fault_point(commit, false)?;
         let result = (|| -> Result<(), JournalError> {
             let transaction = self.connection.transaction()?;
             {
@@ -504,7 +500,7 @@ impl Journal {
             Ok(())
         })();
         result.map_err(|error| journal_error(&self.path, error))?;
-        self.fault_point("observed", true)?;
+        self.fault_point(commit, true)?;
         Ok(())
     }
 

@@ -6,8 +6,8 @@
 //! the slow phase stand out at a glance.
 
 use crate::config::Config;
-use crate::error::{Error, Result};
-use crate::journal::{Journal, StepRecord};
+use crate::error::Result;
+use crate::journal::StepRecord;
 use crate::plan::Action;
 use chrono::{DateTime, Utc};
 
@@ -123,13 +123,7 @@ pub fn render(title: &str, steps: &[StepRecord]) -> String {
 }
 
 pub fn show(config: &Config, id: i64) -> Result<u8> {
-    let not_found = || {
-        Error::invalid(format!("there is no transaction {id}"))
-            .with_help("`jailswap history` lists them")
-    };
-    let journal = Journal::open_read(&config.journal)?.ok_or_else(not_found)?;
-    let record = journal.transaction(id)?.ok_or_else(not_found)?;
-    let steps = journal.steps(id)?;
+    let (record, steps) = crate::app::load_transaction(config, id)?;
     let title = format!(
         "transaction {}: {} {} -> {} ({})",
         record.id,

@@ -7,13 +7,11 @@
 //! FreeBSD and can be chosen elsewhere with `backend = "commands"`; the
 //! tests run it on Linux against recording stand-ins for these tools.
 
-use super::{run_jail_command, run_status_command, store, Host, HostError, HostResult};
-use crate::config::{HealthCheck, JailSpec};
+use super::{Host, HostError, HostResult};
 use crate::fstab::{self, MountSpec};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
 
 pub struct CommandsHost;
 
@@ -74,18 +72,6 @@ pub fn parse_mount_p(text: &str) -> Vec<MountSpec> {
 }
 
 impl Host for CommandsHost {
-    fn stop_jail(&self, jail: &JailSpec) -> HostResult<()> {
-        run_jail_command(jail, &jail.stop)
-    }
-
-    fn start_jail(&self, jail: &JailSpec) -> HostResult<()> {
-        run_jail_command(jail, &jail.start)
-    }
-
-    fn jail_running(&self, jail: &JailSpec) -> HostResult<Option<bool>> {
-        run_status_command(jail)
-    }
-
     fn mount(&self, spec: &MountSpec) -> HostResult<()> {
         let source = spec.source.to_string_lossy();
         let target = spec.target.to_string_lossy();
@@ -124,29 +110,5 @@ impl Host for CommandsHost {
             .filter(|entry| entry.source.starts_with(&template_path))
             .map(|entry| entry.target)
             .collect())
-    }
-
-    fn rename(&self, store_path: &Path, from: &str, to: &str) -> HostResult<()> {
-        store::rename(store_path, from, to).map_err(|error| {
-            HostError::Failed(format!(
-                "cannot rename {from:?} to {to:?} in {:?}: {error}",
-                store_path.display().to_string()
-            ))
-        })
-    }
-
-    fn inode(&self, store_path: &Path, relative: &str) -> HostResult<Option<u64>> {
-        store::entry(store_path, relative)
-            .map(|entry| entry.map(|e| e.inode))
-            .map_err(|error| {
-                HostError::Failed(format!(
-                    "cannot examine {relative:?} in {:?}: {error}",
-                    store_path.display().to_string()
-                ))
-            })
-    }
-
-    fn probe(&self, jail: &JailSpec, check: &HealthCheck, timeout: Duration) -> Result<(), String> {
-        super::probe_real(jail, check, timeout)
     }
 }

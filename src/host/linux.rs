@@ -5,13 +5,11 @@
 //! bind, as mount(8) does. Unmounts are never lazy: when the kernel answers
 //! EBUSY, the processes that hold the mount point are named from /proc.
 
-use super::{run_jail_command, run_status_command, store, Host, HostError, HostResult};
-use crate::config::{HealthCheck, JailSpec};
+use super::{Host, HostError, HostResult};
 use crate::fstab::{unescape, MountSpec};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 pub struct LinuxHost;
 
@@ -81,18 +79,6 @@ pub fn holders(target: &Path) -> Vec<String> {
 }
 
 impl Host for LinuxHost {
-    fn stop_jail(&self, jail: &JailSpec) -> HostResult<()> {
-        run_jail_command(jail, &jail.stop)
-    }
-
-    fn start_jail(&self, jail: &JailSpec) -> HostResult<()> {
-        run_jail_command(jail, &jail.start)
-    }
-
-    fn jail_running(&self, jail: &JailSpec) -> HostResult<Option<bool>> {
-        run_status_command(jail)
-    }
-
     fn mount(&self, spec: &MountSpec) -> HostResult<()> {
         let failed = |error: nix::Error| {
             HostError::Failed(format!(
@@ -208,30 +194,6 @@ impl Host for LinuxHost {
             .filter(|entry| entry.device == home.device && entry.root.starts_with(&relative))
             .map(|entry| entry.mount_point.clone())
             .collect())
-    }
-
-    fn rename(&self, store_path: &Path, from: &str, to: &str) -> HostResult<()> {
-        store::rename(store_path, from, to).map_err(|error| {
-            HostError::Failed(format!(
-                "cannot rename {from:?} to {to:?} in {:?}: {error}",
-                store_path.display().to_string()
-            ))
-        })
-    }
-
-    fn inode(&self, store_path: &Path, relative: &str) -> HostResult<Option<u64>> {
-        store::entry(store_path, relative)
-            .map(|entry| entry.map(|e| e.inode))
-            .map_err(|error| {
-                HostError::Failed(format!(
-                    "cannot examine {relative:?} in {:?}: {error}",
-                    store_path.display().to_string()
-                ))
-            })
-    }
-
-    fn probe(&self, jail: &JailSpec, check: &HealthCheck, timeout: Duration) -> Result<(), String> {
-        super::probe_real(jail, check, timeout)
     }
 }
 
