@@ -6,6 +6,7 @@
 mod common;
 
 use common::{describe, Env};
+use jailswap::sandbox::SandboxOptions;
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -514,4 +515,140 @@ fn corrupt_journal_is_refused() {
         "{}",
         describe(&status)
     );
+}
+
+/// Runs every journal-touching command against a damaged journal: each must
+/// exit 74 naming the journal with a help line, change nothing on the host,
+/// and `status` must still show the host.
+fn refuses_damaged_journal(env: &Env, damage: &str) {
+    let journal = env.sandbox.journal.display().to_string();
+    let store = env.store_entries();
+    let mounts = env.mounts();
+    for arguments in [
+        vec!["upgrade", "--to", "mroot.2"],
+        vec!["rollback"],
+        vec!["recover"],
+        vec!["history"],
+        vec!["verify"],
+    ] {
+        let output = env.run(&arguments);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(
+            output.status.code(),
+            Some(74),
+            "{damage}: {arguments:?}: {}",
+            describe(&output)
+        );
+        assert!(
+            stderr.contains(&journal) && stderr.contains("help:"),
+            "{damage}: {arguments:?}: {stderr}"
+        );
+        assert_eq!(env.store_entries(), store, "{damage}: {arguments:?}");
+        assert_eq!(env.mounts(), mounts, "{damage}: {arguments:?}");
+    }
+    let status = env.run(&["status"]);
+    assert_eq!(
+        status.status.code(),
+        Some(74),
+        "{damage}: {}",
+        describe(&status)
+    );
+    assert!(
+        String::from_utf8_lossy(&status.stdout).contains("jail0  yes"),
+        "{damage}: {}",
+        describe(&status)
+    );
+}
+
+// A truncated journal is refused with 74, and the backup copy is named.
+#[test]
+fn truncated_journal_is_refused() {
+    let env = Env::new(SandboxOptions {
+        staged: vec![
+            ("mroot.2".into(), Some("2.0".into())),
+            ("mroot.3".into(), Some("3.0".into())),
+        ],
+        ..SandboxOptions::default()
+    });
+    assert_eq!(
+        env.run(&["upgrade", "--to", "mroot.3"]).status.code(),
+        Some(0)
+    );
+    let journal = &env.sandbox.journal;
+    let _ = std::fs::remove_file(journal.with_extension("sqlite-wal"));
+    let _ = std::fs::remove_file(journal.with_extension("sqlite-shm"));
+    let length = std::fs::metadata(journal).unwrap().len();
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(journal)
+        .unwrap();
+    file.set_len(length / 2).unwrap();
+    drop(file);
+    refuses_damaged_journal(&env, "truncated");
+    let output = env.run(&["history"]);
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("journal.sqlite.backup"),
+        "{}",
+        describe(&output)
+    );
+}
+
+// A journal that cannot be read (a directory where the file should be).
+#[test]
+fn unreadable_journal_is_refused() {
+    let env = Env::standard();
+    std::fs::create_dir_all(&env.sandbox.journal).unwrap();
+    refuses_damaged_journal(&env, "unreadable");
+}
+
+// A journal on a read-only file system: reading works, changing is refused.
+#[test]
+fn journal_on_read_only_file_system() {
+    let env = Env::new(SandboxOptions {
+        staged: vec![
+            ("mroot.2".into(), Some("2.0".into())),
+            ("mroot.3".into(), Some("3.0".into())),
+        ],
+        ..SandboxOptions::default()
+    });
+    assert_eq!(
+        env.run(&["upgrade", "--to", "mroot.3"]).status.code(),
+        Some(0)
+    );
+    let directory = env.sandbox.journal.parent().unwrap().to_path_buf();
+    use nix::mount::{mount, umount, MsFlags};
+    mount(
+        Some(&directory),
+        &directory,
+        None::<&str>,
+        MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .unwrap();
+    mount(
+        None::<&str>,
+        &directory,
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
+        None::<&str>,
+    )
+    .unwrap();
+    let store = env.store_entries();
+    let mounts = env.mounts();
+    let output = env.run(&["upgrade", "--to", "mroot.2"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(74), "{}", describe(&output));
+    assert!(
+        stderr.contains(&env.sandbox.journal.display().to_string()) && stderr.contains("help:"),
+        "{stderr}"
+    );
+    assert_eq!(env.store_entries(), store);
+    assert_eq!(env.mounts(), mounts);
+    let status = env.run(&["status"]);
+    assert!(
+        String::from_utf8_lossy(&status.stdout).contains("jail0  yes"),
+        "{}",
+        describe(&status)
+    );
+    umount(&directory).unwrap();
 }

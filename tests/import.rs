@@ -891,3 +891,34 @@ fn control_characters_in_sources_stay_inside_toml_comments() {
     parse(&output);
     assert!(output.contains("\\u{1b}[31m"), "{output}");
 }
+
+// Through the executable: unparseable input exits 65 naming the line; a
+// missing file exits 66.
+#[test]
+fn init_exit_codes() {
+    let directory = tempfile::tempdir().unwrap();
+    let broken = directory.path().join("jail.conf");
+    std::fs::write(&broken, "ns {\n    path = \"/home/j/ns\"\n").unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_jailswap"))
+        .args(["init", "--from-jail-conf"])
+        .arg(&broken)
+        .args(["--store", "/home/j"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(65), "{output:?}");
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("jail.conf:"),
+        "{output:?}"
+    );
+    let missing = std::process::Command::new(env!("CARGO_BIN_EXE_jailswap"))
+        .args([
+            "init",
+            "--from-fstab",
+            "/nonexistent/fstab",
+            "--store",
+            "/home/j",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(66), "{missing:?}");
+}
