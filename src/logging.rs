@@ -4,7 +4,8 @@
 //! [`init`] runs first thing, before the configuration is read: it installs
 //! the tracing subscriber with two layers.
 //!
-//! - stderr: human lines, level `error` (with `-v`: `jailswap=debug`, other
+//! - stderr: human lines, level `error` (with `-v`: `jailswap=debug` except
+//!   the progress events, which the reporter already prints itself; other
 //!   crates `warn`); the environment variable `JAILSWAP_LOG` replaces that
 //!   filter (EnvFilter syntax, such as `jailswap=trace`). No colour when
 //!   stderr is not a terminal or `NO_COLOR` is set.
@@ -154,7 +155,7 @@ pub fn init(verbose: bool, target: Option<LogTarget>) {
 
 fn stderr_filter(verbose: bool) -> EnvFilter {
     let default = if verbose {
-        "warn,jailswap=debug"
+        "warn,jailswap=debug,jailswap::progress=off"
     } else {
         "error"
     };

@@ -43,7 +43,7 @@ impl Reporter {
 
     /// A milestone or a warning: always a line of its own.
     pub fn line(&self, text: &str) {
-        tracing::info!(target: "jailswap", "{text}");
+        tracing::info!(target: "jailswap::progress", "{text}");
         self.write(text, true);
     }
 
@@ -60,11 +60,11 @@ impl Reporter {
         let description = action.describe();
         match error {
             None => {
-                tracing::info!(target: "jailswap", step = action.verb(), jail = action.jail(), undo, ms = took, "{prefix}{description} ok");
+                tracing::info!(target: "jailswap::progress", step = action.verb(), jail = action.jail(), undo, ms = took, "{prefix}{description} ok");
                 self.write(&format!("{prefix}{description} ... ok ({took} ms)"), false);
             }
             Some(error) => {
-                tracing::warn!(target: "jailswap", step = action.verb(), jail = action.jail(), undo, ms = took, "{prefix}{description} failed: {error}");
+                tracing::warn!(target: "jailswap::progress", step = action.verb(), jail = action.jail(), undo, ms = took, "{prefix}{description} failed: {error}");
                 self.write(
                     &format!("{prefix}{description} ... FAILED ({took} ms): {error}"),
                     true,
