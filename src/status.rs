@@ -66,16 +66,19 @@ pub fn status(cli: &Cli, config: &Config) -> Result<u8> {
     let pending_detail = pending
         .as_ref()
         .map(|record| describe_pending(journal.as_ref(), record));
+    let archived: std::collections::BTreeSet<String> = journal
+        .as_ref()
+        .and_then(|j| j.history(None).ok())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|t| t.archive_as)
+        .collect();
     let role = |name: &str| -> &'static str {
         if name == config.live {
             "live"
         } else if previous.as_deref() == Some(name) {
             "previous"
-        } else if journal
-            .as_ref()
-            .and_then(|j| j.history(None).ok())
-            .is_some_and(|h| h.iter().any(|t| t.archive_as == name))
-        {
+        } else if archived.contains(name) {
             "archived"
         } else {
             "staged"
