@@ -354,8 +354,7 @@ fn print_outcome(cli: &Cli, journal: &Journal, id: i64, outcome: Outcome) -> Res
     if cli.json {
         let mut object = txn_json(&record);
         object["outcome"] = json!(outcome.as_str());
-        object["steps"] = Value::Array(steps.iter().map(step_json).collect());
-        println!("{object}");
+        print_with_steps(object, &steps);
         return Ok(outcome.exit_code());
     }
     let downtime = match record.downtime_ms {
@@ -429,6 +428,25 @@ pub fn txn_json(record: &TxnRecord) -> Value {
         "from_fingerprint": record.from_fingerprint,
         "to_fingerprint": record.to_fingerprint,
     })
+}
+
+/// Prints a transaction object with its `steps`, one step at a time: a
+/// transaction of a thousand jails has eight thousand steps, which need not
+/// all be held as JSON values at once.
+fn print_with_steps(object: Value, steps: &[StepRecord]) {
+    use std::io::Write;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let head = object.to_string();
+    let head = head.strip_suffix('}').unwrap_or(&head);
+    let separator = if head.ends_with('{') { "" } else { "," };
+    let _ = write!(out, "{head}{separator}\"steps\":[");
+    for (index, step) in steps.iter().enumerate() {
+        if index > 0 {
+            let _ = out.write_all(b",");
+        }
+        let _ = serde_json::to_writer(&mut out, &step_json(step));
+    }
+    let _ = writeln!(out, "]}}");
 }
 
 pub fn step_json(step: &StepRecord) -> Value {
@@ -539,9 +557,7 @@ pub fn load_transaction(config: &Config, id: i64) -> Result<(TxnRecord, Vec<Step
 fn show(cli: &Cli, config: &Config, id: i64) -> Result<u8> {
     let (record, steps) = load_transaction(config, id)?;
     if cli.json {
-        let mut object = txn_json(&record);
-        object["steps"] = Value::Array(steps.iter().map(step_json).collect());
-        println!("{object}");
+        print_with_steps(txn_json(&record), &steps);
         return Ok(0);
     }
     let outcome = txn_json(&record)["outcome"]

@@ -60,6 +60,16 @@ pub trait Host: Sync {
     fn unmount(&self, target: &Path) -> HostResult<()>;
     /// Every mount point currently mounted.
     fn mount_points(&self) -> HostResult<BTreeSet<PathBuf>>;
+    /// Every mount point with whether it is read-only, from one reading of
+    /// the mount table (for `status`, which asks about every jail).
+    fn read_only_mounts(&self) -> HostResult<std::collections::BTreeMap<PathBuf, bool>> {
+        let mut table = std::collections::BTreeMap::new();
+        for point in self.mount_points()? {
+            let read_only = self.mounted_read_only(&point)?.unwrap_or(false);
+            table.insert(point, read_only);
+        }
+        Ok(table)
+    }
     /// Whether a mount point is mounted read-only.
     fn mounted_read_only(&self, target: &Path) -> HostResult<Option<bool>>;
     /// The mount points whose source is `store/template` or lies inside it.
@@ -152,6 +162,9 @@ impl<T: Host + ?Sized> Host for Box<T> {
     }
     fn mounted_read_only(&self, target: &Path) -> HostResult<Option<bool>> {
         (**self).mounted_read_only(target)
+    }
+    fn read_only_mounts(&self) -> HostResult<std::collections::BTreeMap<PathBuf, bool>> {
+        (**self).read_only_mounts()
     }
     fn template_users(&self, store: &Path, template: &str) -> HostResult<Vec<PathBuf>> {
         (**self).template_users(store, template)

@@ -556,7 +556,7 @@ impl Journal {
                 .query_row("SELECT record_hash FROM txn WHERE record_hash IS NOT NULL AND id < ?1 ORDER BY id DESC LIMIT 1", [id], |row| row.get(0))
                 .optional()?;
             let previous = previous.unwrap_or_default();
-            let hash = chain_hash(&previous, &record_text(&transaction, id)?);
+            let hash = record_hash(&transaction, id, &previous)?;
             transaction.execute(
                 "UPDATE txn SET previous_hash = ?2, record_hash = ?3 WHERE id = ?1",
                 params![id, previous, hash],
@@ -756,63 +756,57 @@ impl Journal {
     }
 }
 
-/// The canonical text of one transaction's record: every column of its row
-/// but the chain's own, and every column of its steps, in a fixed order.
-fn record_text(connection: &Connection, id: i64) -> Result<String, JournalError> {
-    let row_text =
-        |statement: &mut rusqlite::Statement<'_>, key: i64| -> Result<Vec<String>, JournalError> {
-            let names: Vec<String> = statement
-                .column_names()
-                .iter()
-                .map(|n| n.to_string())
-                .collect();
-            let mut rows = statement.query([key])?;
-            let mut out = Vec::new();
-            while let Some(row) = rows.next()? {
-                let mut object = serde_json::Map::new();
-                for (index, name) in names.iter().enumerate() {
-                    let value = match row.get_ref(index)? {
-                        rusqlite::types::ValueRef::Null => serde_json::Value::Null,
-                        rusqlite::types::ValueRef::Integer(n) => serde_json::Value::from(n),
-                        rusqlite::types::ValueRef::Real(f) => serde_json::Value::from(f),
-                        rusqlite::types::ValueRef::Text(t) => {
-                            serde_json::Value::from(String::from_utf8_lossy(t).into_owned())
-                        }
-                        rusqlite::types::ValueRef::Blob(b) => serde_json::Value::from(
-                            b.iter().map(|x| format!("{x:02x}")).collect::<String>(),
-                        ),
-                    };
-                    object.insert(name.clone(), value);
-                }
-                out.push(serde_json::Value::Object(object).to_string());
-            }
-            Ok(out)
-        };
-    let mut transaction = connection.prepare(
-        "SELECT id, kind, state, store, live, target, archive_as, from_label, to_label, from_inode, to_inode, plan, started_at,
-                finished_at, downtime_ms, downtime_jails, user, uid, hostname, command_line, reason, error, from_fingerprint, to_fingerprint
-         FROM txn WHERE id = ?1",
-    )?;
-    let mut steps = connection.prepare(
-        "SELECT seq, wave, phase, action, jail, detail, state, started_at, finished_at, error, undo_started_at, undo_finished_at, undo_error
-         FROM step WHERE txn_id = ?1 ORDER BY seq",
-    )?;
-    let mut lines = row_text(&mut transaction, id)?;
-    lines.extend(row_text(&mut steps, id)?);
-    Ok(lines.join("\n"))
-}
-
-fn chain_hash(previous: &str, record: &str) -> String {
+/// The hash of one transaction's record chained to `previous`: SHA-256 of
+/// the previous hash and the canonical text of every column of its row
+/// (but the chain's own) and of its steps, in a fixed order, one JSON
+/// object per row. Rows are hashed one at a time, so a transaction of a
+/// thousand jails costs no more memory than one row.
+fn record_hash(connection: &Connection, id: i64, previous: &str) -> Result<String, JournalError> {
     use sha2::{Digest, Sha256};
     let mut hasher = Sha256::new();
     hasher.update(previous.as_bytes());
-    hasher.update(b"\n");
-    hasher.update(record.as_bytes());
-    hasher
+    let mut hash_rows = |statement: &mut rusqlite::Statement<'_>| -> Result<(), JournalError> {
+        let names: Vec<String> = statement
+            .column_names()
+            .iter()
+            .map(|n| n.to_string())
+            .collect();
+        let mut rows = statement.query([id])?;
+        while let Some(row) = rows.next()? {
+            let mut object = serde_json::Map::new();
+            for (index, name) in names.iter().enumerate() {
+                let value = match row.get_ref(index)? {
+                    rusqlite::types::ValueRef::Null => serde_json::Value::Null,
+                    rusqlite::types::ValueRef::Integer(n) => serde_json::Value::from(n),
+                    rusqlite::types::ValueRef::Real(f) => serde_json::Value::from(f),
+                    rusqlite::types::ValueRef::Text(t) => {
+                        serde_json::Value::from(String::from_utf8_lossy(t).into_owned())
+                    }
+                    rusqlite::types::ValueRef::Blob(b) => serde_json::Value::from(
+                        b.iter().map(|x| format!("{x:02x}")).collect::<String>(),
+                    ),
+                };
+                object.insert(name.clone(), value);
+            }
+            hasher.update(b"\n");
+            hasher.update(serde_json::Value::Object(object).to_string().as_bytes());
+        }
+        Ok(())
+    };
+    hash_rows(&mut connection.prepare(
+        "SELECT id, kind, state, store, live, target, archive_as, from_label, to_label, from_inode, to_inode, plan, started_at,
+                finished_at, downtime_ms, downtime_jails, user, uid, hostname, command_line, reason, error, from_fingerprint, to_fingerprint
+         FROM txn WHERE id = ?1",
+    )?)?;
+    hash_rows(&mut connection.prepare(
+        "SELECT seq, wave, phase, action, jail, detail, state, started_at, finished_at, error, undo_started_at, undo_finished_at, undo_error
+         FROM step WHERE txn_id = ?1 ORDER BY seq",
+    )?)?;
+    Ok(hasher
         .finalize()
         .iter()
         .map(|byte| format!("{byte:02x}"))
-        .collect()
+        .collect())
 }
 
 /// What `verify` found.
@@ -849,7 +843,7 @@ impl Journal {
                         reason: "its link to the previous record does not match: a record before it was removed or altered".into(),
                     });
                 }
-                if chain_hash(&previous, &record_text(&self.connection, *id)?) != *stored_hash {
+                if record_hash(&self.connection, *id, &previous)? != *stored_hash {
                     return Ok(Verdict::Broken {
                         id: Some(*id),
                         reason: "its contents do not match its hash: the record was edited".into(),

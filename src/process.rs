@@ -90,24 +90,29 @@ pub fn run_shell(command: &str, timeout: Duration) -> std::io::Result<CommandOut
     if let Some(path) = &record {
         let _ = std::fs::File::create(path);
     }
-    let started = Instant::now();
-    let mut pause = Duration::from_micros(500);
+    // A waiter thread reaps the shell and reports at once; this thread
+    // only waits on the channel, so a command's end is seen without delay.
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = sender.send(child.wait());
+    });
     let mut timed_out = false;
-    let status = loop {
-        if let Some(status) = child.try_wait()? {
-            break Some(status);
-        }
-        let elapsed = started.elapsed();
-        if elapsed >= timeout {
+    let status = match receiver.recv_timeout(timeout) {
+        Ok(status) => Some(status?),
+        Err(_) => {
             timed_out = true;
             let _ = killpg(group, Signal::SIGTERM);
-            break wait_bounded(&mut child, TERM_GRACE)?.or_else(|| {
-                let _ = killpg(group, Signal::SIGKILL);
-                child.wait().ok()
-            });
+            match receiver.recv_timeout(TERM_GRACE) {
+                Ok(status) => status.ok(),
+                Err(_) => {
+                    let _ = killpg(group, Signal::SIGKILL);
+                    receiver
+                        .recv_timeout(TERM_GRACE)
+                        .ok()
+                        .and_then(|status| status.ok())
+                }
+            }
         }
-        std::thread::sleep(pause.min(timeout - elapsed));
-        pause = (pause * 2).min(Duration::from_millis(10));
     };
     if let Some(path) = &record {
         let _ = std::fs::remove_file(path);
@@ -226,20 +231,6 @@ pub fn settle_leftover_commands(id: i64, directory: &std::path::Path, limit: Dur
         let _ = std::fs::remove_file(path);
     }
     running.len()
-}
-
-fn wait_bounded(
-    child: &mut std::process::Child,
-    limit: Duration,
-) -> std::io::Result<Option<ExitStatus>> {
-    let started = Instant::now();
-    while started.elapsed() < limit {
-        if let Some(status) = child.try_wait()? {
-            return Ok(Some(status));
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    Ok(None)
 }
 
 #[cfg(test)]

@@ -31,11 +31,14 @@ use std::path::{Path, PathBuf};
 const SERVICE_SCRIPT: &str = r#"#!/bin/sh
 # svc start|stop|status NAME PORT ROOT
 action=$1 name=$2 port=$3 root=$4
-dir=$(dirname "$0")
+dir=${0%/*}
 pidfile="$dir/run/$name.pid"
+# Shell builtins only: `status` runs this once per jail.
 alive() {
-    pid=$(cat "$pidfile" 2>/dev/null) || return 1
-    state=$(cut -d' ' -f3 "/proc/$pid/stat" 2>/dev/null) || return 1
+    [ -r "$pidfile" ] && read -r pid < "$pidfile" || return 1
+    [ -r "/proc/$pid/stat" ] && read -r stat < "/proc/$pid/stat" || return 1
+    rest=${stat##*) }
+    state=${rest%% *}
     [ -n "$state" ] && [ "$state" != Z ]
 }
 # Like `service jail`, one start or stop of a jail at a time: a command left
@@ -65,6 +68,8 @@ stop)
         i=$((i + 1)); [ $i -gt 1000 ] && { echo "$name (pid $pid) did not stop" >&2; exit 1; }
         sleep 0.005
     done
+    # A stale pid could be reused by another process and look alive.
+    rm -f "$pidfile"
     exit 0 ;;
 status)
     alive
@@ -126,9 +131,45 @@ pub fn make_template(dir: &Path, version: Option<&str>) -> Result<()> {
     Ok(())
 }
 
-fn free_port() -> Result<u16> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| io("port", e))?;
-    Ok(listener.local_addr().map_err(|e| io("port", e))?.port())
+/// `count` distinct free ports below the kernel's ephemeral range: a port
+/// in that range could be taken by an outgoing connection (a client, a
+/// health check) while its service is down, and the service could then not
+/// start again. Every listener is held until all are chosen, so no port is
+/// handed out twice; the search starts at a place that differs per process
+/// and per call, so sandboxes built side by side rarely probe the same ports.
+fn free_ports(count: usize) -> Result<Vec<u16>> {
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|text| {
+            text.split_whitespace()
+                .next()
+                .and_then(|low| low.parse::<usize>().ok())
+        })
+        .unwrap_or(32768);
+    let low = ephemeral_low.saturating_sub(20000).max(1024);
+    let span = ephemeral_low - low;
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let start = (std::process::id() as usize * 7919 + call * 104_729) % span;
+    let mut listeners = Vec::with_capacity(count);
+    let mut ports = Vec::with_capacity(count);
+    for offset in 0..span {
+        if ports.len() == count {
+            break;
+        }
+        let port = (low + (start + offset) % span) as u16;
+        if let Ok(listener) = std::net::TcpListener::bind(("127.0.0.1", port)) {
+            listeners.push(listener);
+            ports.push(port);
+        }
+    }
+    if ports.len() < count {
+        return Err(Error::internal(format!(
+            "sandbox: only {} free ports below {ephemeral_low}",
+            ports.len()
+        )));
+    }
+    Ok(ports)
 }
 
 impl Sandbox {
@@ -175,9 +216,9 @@ impl Sandbox {
             options.command_timeout
         );
         let mut jails = Vec::new();
-        for index in 0..options.jails {
+        let ports = free_ports(options.jails)?;
+        for (index, port) in ports.into_iter().enumerate() {
             let name = format!("jail{index}");
-            let port = free_port()?;
             let root = store.join(&name);
             let data = dir.join("js").join(&name);
             std::fs::create_dir_all(&root).map_err(|e| io("jail root", e))?;

@@ -186,7 +186,7 @@ fn observe_jails<H: Host + ?Sized>(
     config: &Config,
     found: &[(String, crate::host::store::EntryInfo)],
 ) -> Vec<JailView> {
-    let mount_points = host.mount_points().unwrap_or_default();
+    let mounts = host.read_only_mounts().unwrap_or_default();
     let live_path = config.store.join(&config.live);
     let views = std::sync::Mutex::new(Vec::new());
     let next = std::sync::atomic::AtomicUsize::new(0);
@@ -217,21 +217,17 @@ fn observe_jails<H: Host + ?Sized>(
                         })
                         .map(|(name, _)| name.clone())
                 });
-                let read_only = if mount_points.contains(&root) {
-                    host.mounted_read_only(&root).ok().flatten()
-                } else {
-                    None
-                };
+                let read_only = mounts.get(&root).copied();
                 let view = JailView {
                     name: jail.name.clone(),
                     running,
                     mounted: jail
                         .mounts
                         .iter()
-                        .filter(|m| mount_points.contains(&m.target))
+                        .filter(|m| mounts.contains_key(&m.target))
                         .count(),
                     mounts: jail.mounts.len(),
-                    template: if mount_points.contains(&root) {
+                    template: if mounts.contains_key(&root) {
                         template
                     } else {
                         None

@@ -95,6 +95,17 @@ impl Host for CommandsHost {
             .collect())
     }
 
+    fn read_only_mounts(&self) -> HostResult<std::collections::BTreeMap<PathBuf, bool>> {
+        // In mount order, so the top of a stack of mounts wins.
+        Ok(mount_table()?
+            .into_iter()
+            .map(|entry| {
+                let read_only = entry.read_only();
+                (entry.target, read_only)
+            })
+            .collect())
+    }
+
     fn mounted_read_only(&self, target: &Path) -> HostResult<Option<bool>> {
         Ok(mount_table()?
             .into_iter()

@@ -163,6 +163,14 @@ impl Host for LinuxHost {
             .collect())
     }
 
+    fn read_only_mounts(&self) -> HostResult<std::collections::BTreeMap<PathBuf, bool>> {
+        // In mount order, so the top of a stack of mounts wins.
+        Ok(mount_table()?
+            .into_iter()
+            .map(|entry| (entry.mount_point, entry.read_only))
+            .collect())
+    }
+
     fn mounted_read_only(&self, target: &Path) -> HostResult<Option<bool>> {
         Ok(mount_table()?
             .into_iter()
