@@ -1,4 +1,4 @@
-//! The downtime benchmark of issue 5: the Handbook's serial procedure (a
+//! The downtime benchmark: the Handbook's serial procedure (a
 //! shell script) against `jailswap upgrade`, on the same kind of sandbox,
 //! in one run.
 //!
