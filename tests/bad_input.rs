@@ -560,9 +560,9 @@ fn refuses_damaged_journal(env: &Env, damage: &str) {
     );
 }
 
-// A truncated journal is refused with 74, and the backup copy is named.
-#[test]
-fn truncated_journal_is_refused() {
+/// A sandbox with a journal that holds one committed upgrade (so a backup
+/// copy exists) and a second staged template to try.
+fn upgraded_env() -> Env {
     let env = Env::new(SandboxOptions {
         staged: vec![
             ("mroot.2".into(), Some("2.0".into())),
@@ -574,6 +574,13 @@ fn truncated_journal_is_refused() {
         env.run(&["upgrade", "--to", "mroot.3"]).status.code(),
         Some(0)
     );
+    env
+}
+
+// A truncated journal is refused with 74, and the backup copy is named.
+#[test]
+fn truncated_journal_is_refused() {
+    let env = upgraded_env();
     let journal = &env.sandbox.journal;
     let _ = std::fs::remove_file(journal.with_extension("sqlite-wal"));
     let _ = std::fs::remove_file(journal.with_extension("sqlite-shm"));
@@ -604,17 +611,7 @@ fn unreadable_journal_is_refused() {
 // A journal on a read-only file system: reading works, changing is refused.
 #[test]
 fn journal_on_read_only_file_system() {
-    let env = Env::new(SandboxOptions {
-        staged: vec![
-            ("mroot.2".into(), Some("2.0".into())),
-            ("mroot.3".into(), Some("3.0".into())),
-        ],
-        ..SandboxOptions::default()
-    });
-    assert_eq!(
-        env.run(&["upgrade", "--to", "mroot.3"]).status.code(),
-        Some(0)
-    );
+    let env = upgraded_env();
     let directory = env.sandbox.journal.parent().unwrap().to_path_buf();
     use nix::mount::{mount, umount, MsFlags};
     mount(
