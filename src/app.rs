@@ -119,9 +119,14 @@ fn transact(
     if dry_run {
         // A dry run records nothing and takes no lock: it reads the journal
         // only to know labels and whether a transaction is pending.
+        // On a host without a journal yet, an empty one in a temporary
+        // directory stands in, removed again when the dry run ends.
+        let scratch_directory = tempfile::tempdir().map_err(|error| {
+            Error::internal(format!("cannot create a temporary directory: {error}"))
+        })?;
         let mut scratch = match Journal::open_read(&config.journal)? {
             Some(journal) => journal,
-            None => Journal::open(&scratch_journal()?)?,
+            None => Journal::open(&scratch_directory.path().join("journal.sqlite"))?,
         };
         let interrupted = AtomicBool::new(false);
         let finished = transaction::run(
@@ -158,13 +163,6 @@ fn transact(
     finished_transaction(&config, &journal, id, outcome, reporter);
     reporter.finish();
     print_outcome(cli, &journal, id, outcome)
-}
-
-/// An empty in-memory-like journal for a dry run on a host that has none yet.
-fn scratch_journal() -> Result<PathBuf> {
-    let directory = std::env::temp_dir().join(format!("jailswap-dry-run-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&directory);
-    Ok(directory.join("journal.sqlite"))
 }
 
 fn recover(
