@@ -106,7 +106,7 @@ pub trait Host: Sync {
 pub fn run_jail_command(jail: &JailSpec, template: &str) -> HostResult<()> {
     let command = jail.expand(template);
     let timeout = Duration::from_millis(jail.timeout_ms);
-    let outcome = process::run_shell(&command, timeout)
+    let outcome = process::run_tracked(&command, timeout)
         .map_err(|error| HostError::Failed(format!("cannot run `{command}`: {error}")))?;
     if outcome.success() {
         Ok(())

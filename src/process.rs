@@ -69,27 +69,59 @@ impl CommandOutcome {
 
 /// Runs `command` through `/bin/sh -c`, waiting at most `timeout`.
 pub fn run_shell(command: &str, timeout: Duration) -> std::io::Result<CommandOutcome> {
+    run(command, timeout, false)
+}
+
+/// Runs a command that changes a jail (start, stop), recording its process
+/// group so that a recovery can wait for it if this process dies first.
+///
+/// The record is created before the command is spawned, and the command's
+/// own shell writes its pid into it before it runs the command: there is
+/// no moment at which the command runs and its record does not exist. The
+/// command text reaches the shell through the environment and runs under
+/// `eval`, exactly as `/bin/sh -c` would run it.
+pub fn run_tracked(command: &str, timeout: Duration) -> std::io::Result<CommandOutcome> {
+    run(command, timeout, true)
+}
+
+fn run(command: &str, timeout: Duration, tracked: bool) -> std::io::Result<CommandOutcome> {
     let mut output_file = tempfile::tempfile()?;
     let mut shell = Command::new("/bin/sh");
     let transaction = TRANSACTION.load(std::sync::atomic::Ordering::SeqCst);
     if transaction != 0 {
         shell.env(TRANSACTION_VARIABLE, transaction.to_string());
     }
-    let mut child = shell
-        .arg("-c")
-        .arg(command)
+    // Not synced: a record only matters while this process lives, and a
+    // power loss ends the command too.
+    let record = if tracked { new_command_record() } else { None };
+    match &record {
+        Some(path) if std::fs::File::create(path).is_ok() => {
+            shell
+                .env("JAILSWAP_COMMAND_RECORD", path)
+                .env("JAILSWAP_COMMAND_TEXT", command)
+                .arg("-c")
+                .arg("printf '%s' \"$$\" > \"$JAILSWAP_COMMAND_RECORD\"; eval \"$JAILSWAP_COMMAND_TEXT\"");
+        }
+        _ => {
+            shell.arg("-c").arg(command);
+        }
+    }
+    let child = shell
         .stdin(Stdio::null())
         .stdout(output_file.try_clone()?)
         .stderr(output_file.try_clone()?)
         .process_group(0)
-        .spawn()?;
+        .spawn();
+    let mut child = match child {
+        Ok(child) => child,
+        Err(error) => {
+            if let Some(path) = &record {
+                let _ = std::fs::remove_file(path);
+            }
+            return Err(error);
+        }
+    };
     let group = Pid::from_raw(child.id() as i32);
-    // Not synced: the record only matters while this process lives, and a
-    // power loss ends the command too.
-    let record = command_record(child.id());
-    if let Some(path) = &record {
-        let _ = std::fs::File::create(path);
-    }
     // A waiter thread reaps the shell and reports at once; this thread
     // only waits on the channel, so a command's end is seen without delay.
     let (sender, receiver) = std::sync::mpsc::channel();
@@ -133,8 +165,8 @@ pub fn run_shell(command: &str, timeout: Duration) -> std::io::Result<CommandOut
     })
 }
 
-/// Where the leaders of running commands are recorded, one empty file per
-/// process group named by its pid; set once a transaction has an id.
+/// Where the running jail commands are recorded, one file per command
+/// holding its process group's pid; set once a transaction has an id.
 static COMMAND_DIRECTORY: std::sync::Mutex<Option<std::path::PathBuf>> =
     std::sync::Mutex::new(None);
 
@@ -147,12 +179,12 @@ pub fn track_commands_in(directory: &std::path::Path) {
     }
 }
 
-fn command_record(pid: u32) -> Option<std::path::PathBuf> {
-    COMMAND_DIRECTORY
-        .lock()
-        .ok()?
-        .as_ref()
-        .map(|directory| directory.join(pid.to_string()))
+/// A new, unique record path for a command about to start.
+fn new_command_record() -> Option<std::path::PathBuf> {
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let number = COUNTER.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let directory = COMMAND_DIRECTORY.lock().ok()?.clone()?;
+    Some(directory.join(format!("{}.{number}", std::process::id())))
 }
 
 /// Whether a process exists and is not a zombie (a zombie holds nothing).
@@ -196,18 +228,24 @@ pub fn settle_leftover_commands(id: i64, directory: &std::path::Path, limit: Dur
     let Ok(entries) = std::fs::read_dir(directory) else {
         return 0;
     };
-    let recorded: Vec<(i32, std::path::PathBuf)> = entries
-        .flatten()
-        .filter_map(|entry| {
-            Some((
-                entry.file_name().to_str()?.parse::<i32>().ok()?,
-                entry.path(),
-            ))
-        })
-        .collect();
-    let running: Vec<i32> = recorded
+    let paths: Vec<std::path::PathBuf> = entries.flatten().map(|entry| entry.path()).collect();
+    // A record whose shell has not written its pid yet was being spawned
+    // when jailswap died: give the shell a moment to write it (it does so
+    // first thing); a record that stays empty was never spawned.
+    let read_pid = |path: &std::path::Path| {
+        std::fs::read_to_string(path)
+            .ok()
+            .and_then(|text| text.trim().parse::<i32>().ok())
+    };
+    let spawn_grace = Instant::now();
+    while spawn_grace.elapsed() < Duration::from_secs(2)
+        && paths.iter().any(|path| read_pid(path).is_none())
+    {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let running: Vec<i32> = paths
         .iter()
-        .map(|(pid, _)| *pid)
+        .filter_map(|path| read_pid(path))
         .filter(|pid| runs_command_of(*pid, id))
         .collect();
     let started = Instant::now();
@@ -227,7 +265,7 @@ pub fn settle_leftover_commands(id: i64, directory: &std::path::Path, limit: Dur
             std::thread::sleep(Duration::from_millis(10));
         }
     }
-    for (_, path) in recorded {
+    for path in paths {
         let _ = std::fs::remove_file(path);
     }
     running.len()

@@ -116,7 +116,10 @@ fn rollback_killed_at_every_commit() {
 #[test]
 fn upgrade_killed_at_timed_moments() {
     let mut killed = 0;
-    for milliseconds in [5u64, 20, 40, 60, 80, 110, 140, 170, 200, 260, 320, 380] {
+    // Dense around 30-50 ms, where the stop commands are being spawned.
+    for milliseconds in [
+        5u64, 20, 30, 34, 38, 40, 42, 46, 50, 60, 80, 110, 140, 170, 200, 260, 320, 380,
+    ] {
         let env = Env::new(SandboxOptions {
             start_delay: "150ms".into(),
             ..SandboxOptions::default()
