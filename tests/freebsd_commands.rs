@@ -935,6 +935,25 @@ fn recover_at_boot_after_a_crash() {
     assert_eq!(host.running(), host.all_running());
 }
 
+/// Runs the upgrade with jailswap killing itself (SIGKILL) at the journal
+/// commit `point` (`JAILSWAP_KILL_AT`), and checks that it died there.
+fn upgrade_killed_at(host: &FakeHost, point: &str) {
+    let output = host
+        .command(Path::new(env!("CARGO_BIN_EXE_jailswap")))
+        .env("JAILSWAP_KILL_AT", point)
+        .arg("-c")
+        .arg(&host.config)
+        .args(["upgrade", "--to", STAGED, "--archive-as", ARCHIVE])
+        .output()
+        .unwrap();
+    assert_eq!(
+        output.status.signal(),
+        Some(9),
+        "{point}: {}",
+        explain(&output)
+    );
+}
+
 // Killed once every unmount is durable, rebooted (`mount -a` remounts the jails), boot-time `recover` must still mount each line once.
 #[test]
 fn recover_at_boot_after_the_unmounts_were_recorded() {
@@ -942,15 +961,7 @@ fn recover_at_boot_after_the_unmounts_were_recorded() {
     host.boot();
     // The journal's third completion commit records the unmount wave (after
     // the two stop waves); jailswap kills itself right after it.
-    let output = host
-        .command(Path::new(env!("CARGO_BIN_EXE_jailswap")))
-        .env("JAILSWAP_KILL_AT", "completion:3:after")
-        .arg("-c")
-        .arg(&host.config)
-        .args(["upgrade", "--to", STAGED, "--archive-as", ARCHIVE])
-        .output()
-        .unwrap();
-    assert_eq!(output.status.signal(), Some(9), "{}", explain(&output));
+    upgrade_killed_at(&host, "completion:3:after");
     assert_eq!(host.changes(), [host.stops(), host.unmounts()].concat());
     host.reboot();
 
@@ -967,15 +978,7 @@ fn recover_at_boot_after_the_jails_had_started() {
     host.boot();
     // The tenth intent commit marks the health checks started (after the
     // waves stop, stop, unmount, verify, rename, rename, mount, start, start).
-    let output = host
-        .command(Path::new(env!("CARGO_BIN_EXE_jailswap")))
-        .env("JAILSWAP_KILL_AT", "intent:10:after")
-        .arg("-c")
-        .arg(&host.config)
-        .args(["upgrade", "--to", STAGED, "--archive-as", ARCHIVE])
-        .output()
-        .unwrap();
-    assert_eq!(output.status.signal(), Some(9), "{}", explain(&output));
+    upgrade_killed_at(&host, "intent:10:after");
     assert_eq!(host.changes(), host.swap());
     host.reboot();
 
