@@ -26,6 +26,22 @@ const PROGRAM: &str = env!("CARGO_BIN_EXE_jailswap");
 /// The logging sink is one per process: its tests take turns.
 static SINK_TESTS: Mutex<()> = Mutex::new(());
 
+/// Takes the sink for this test and points it at a fresh listening socket.
+fn sink_listening(
+    target: LogTarget,
+    format: SyslogFormat,
+) -> (std::sync::MutexGuard<'static, ()>, Listener) {
+    let turn = sink_lock();
+    jailswap::logging::init(false, None);
+    let listener = Listener::new();
+    jailswap::logging::set_sink(Some(SinkConfig {
+        target,
+        socket: listener.path.clone(),
+        format,
+    }));
+    (turn, listener)
+}
+
 fn sink_lock() -> std::sync::MutexGuard<'static, ()> {
     SINK_TESTS
         .lock()
@@ -135,14 +151,7 @@ fn field<'a>(fields: &'a [(String, String)], name: &str) -> Option<&'a str> {
 // debug events and other targets do not; set_target(None) stops the lines.
 #[test]
 fn syslog_lines_in_process() {
-    let _turn = sink_lock();
-    jailswap::logging::init(false, None);
-    let listener = Listener::new();
-    jailswap::logging::set_sink(Some(SinkConfig {
-        target: LogTarget::Syslog,
-        socket: listener.path.clone(),
-        format: SyslogFormat::Rfc3164,
-    }));
+    let (_turn, listener) = sink_listening(LogTarget::Syslog, SyslogFormat::Rfc3164);
     let marker = "m3164";
     let lines = listener.lines_with(marker, || {
         tracing::info!(target: "jailswap", step = "stop", jail = "web", undo = false, ms = 12, marker, "stop jail web ok");
@@ -189,14 +198,7 @@ fn syslog_lines_in_process() {
 // timestamp, the host name, the identifier and the pid.
 #[test]
 fn syslog_rfc5424_in_process() {
-    let _turn = sink_lock();
-    jailswap::logging::init(false, None);
-    let listener = Listener::new();
-    jailswap::logging::set_sink(Some(SinkConfig {
-        target: LogTarget::Syslog,
-        socket: listener.path.clone(),
-        format: SyslogFormat::Rfc5424,
-    }));
+    let (_turn, listener) = sink_listening(LogTarget::Syslog, SyslogFormat::Rfc5424);
     let lines = listener.lines_with("m5424", || {
         tracing::info!(target: "jailswap", jail = "web", marker = "m5424", "health of web ok");
     });
@@ -224,14 +226,7 @@ fn syslog_rfc5424_in_process() {
 // newline uses the length-prefixed form.
 #[test]
 fn journald_entries_in_process() {
-    let _turn = sink_lock();
-    jailswap::logging::init(false, None);
-    let listener = Listener::new();
-    jailswap::logging::set_sink(Some(SinkConfig {
-        target: LogTarget::Journald,
-        socket: listener.path.clone(),
-        format: SyslogFormat::Rfc3164,
-    }));
+    let (_turn, listener) = sink_listening(LogTarget::Journald, SyslogFormat::Rfc3164);
     let (_, datagrams) = listener.record(|| {
         tracing::warn!(target: "jailswap", step = "mount", jail = "web", error = "mount: busy\ntry again", marker = "mjournal", "mount of web failed");
     });
@@ -262,14 +257,7 @@ fn journald_entries_in_process() {
 // whole, in order, when the daemon keeps reading: sends wait for room.
 #[test]
 fn burst_arrives_whole() {
-    let _turn = sink_lock();
-    jailswap::logging::init(false, None);
-    let listener = Listener::new();
-    jailswap::logging::set_sink(Some(SinkConfig {
-        target: LogTarget::Syslog,
-        socket: listener.path.clone(),
-        format: SyslogFormat::Rfc3164,
-    }));
+    let (_turn, listener) = sink_listening(LogTarget::Syslog, SyslogFormat::Rfc3164);
     let lines = listener.lines_with("mburst", || {
         for n in 0..500 {
             tracing::info!(target: "jailswap", n, marker = "mburst", "event");
