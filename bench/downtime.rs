@@ -32,11 +32,6 @@
 //! `BENCH_ONLY=script|jailswap` runs one side, `BENCH_HOLD=SECONDS` keeps
 //! the jailswap sandbox up at the end (it prints the `nsenter` line).
 //!
-//! Two faults of `jailswap::sandbox` are worked around here (see
-//! docs/performance.md): ports that can repeat among many jails ([`grow`])
-//! and stale pidfiles that a reused pid makes look alive
-//! ([`patch_service_script`]).
-//!
 //! Everything is bounded: every child has a time limit, every wait a
 //! deadline, and the sandboxes are torn down (services stopped, mounts
 //! unmounted, directory removed) on success, failure, panic or Ctrl-C.

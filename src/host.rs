@@ -54,6 +54,11 @@ pub trait Host: Sync {
     fn jail_running(&self, jail: &JailSpec) -> HostResult<Option<bool>> {
         run_status_command(jail)
     }
+    /// [`Host::jail_running`] for many jails at once, `parallel` status
+    /// commands at a time, in the order of `jails`.
+    fn jails_running(&self, jails: &[JailSpec], parallel: usize) -> Vec<HostResult<Option<bool>>> {
+        run_status_commands(jails, parallel)
+    }
     /// Mounts one fstab entry (read-only when it says `ro`).
     fn mount(&self, mount: &MountSpec) -> HostResult<()>;
     /// Unmounts, never lazily: a busy mount point is an error.
@@ -130,6 +135,37 @@ pub fn run_status_command(jail: &JailSpec) -> HostResult<Option<bool>> {
     Ok(Some(outcome.success()))
 }
 
+/// Runs the status commands of many jails through [`process::run_many`]:
+/// a few shells for all of them rather than one shell each.
+pub fn run_status_commands(jails: &[JailSpec], parallel: usize) -> Vec<HostResult<Option<bool>>> {
+    let with_command: Vec<(usize, (String, Duration))> = jails
+        .iter()
+        .enumerate()
+        .filter_map(|(index, jail)| {
+            let template = jail.status.as_ref()?;
+            Some((
+                index,
+                (
+                    jail.expand(template),
+                    Duration::from_millis(jail.timeout_ms),
+                ),
+            ))
+        })
+        .collect();
+    let commands: Vec<(String, Duration)> = with_command
+        .iter()
+        .map(|(_, command)| command.clone())
+        .collect();
+    let mut results: Vec<HostResult<Option<bool>>> = jails.iter().map(|_| Ok(None)).collect();
+    for ((index, _), outcome) in with_command
+        .iter()
+        .zip(process::run_many(&commands, parallel))
+    {
+        results[*index] = outcome.map(Some).map_err(HostError::Failed);
+    }
+    results
+}
+
 /// The host backend the configuration chose.
 pub fn system(backend: crate::config::Backend) -> Box<dyn Host> {
     match backend {
@@ -150,6 +186,9 @@ impl<T: Host + ?Sized> Host for Box<T> {
     }
     fn jail_running(&self, jail: &JailSpec) -> HostResult<Option<bool>> {
         (**self).jail_running(jail)
+    }
+    fn jails_running(&self, jails: &[JailSpec], parallel: usize) -> Vec<HostResult<Option<bool>>> {
+        (**self).jails_running(jails, parallel)
     }
     fn mount(&self, mount: &MountSpec) -> HostResult<()> {
         (**self).mount(mount)

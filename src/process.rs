@@ -165,6 +165,187 @@ fn run(command: &str, timeout: Duration, tracked: bool) -> std::io::Result<Comma
     })
 }
 
+/// The largest script handed to one shell (an argument is limited to
+/// 128 KiB on Linux); longer lists run in several shells one after another.
+const BATCH_SCRIPT_BYTES: usize = 64 * 1024;
+
+/// Runs many independent commands that only look (the status commands of
+/// every jail) and says, for each, whether it exited 0.
+///
+/// Starting a shell costs far more than what a status command does, so
+/// instead of one `/bin/sh -c` each, the commands are dealt out to at most
+/// `workers` shells, and each shell runs its share one after another, each
+/// command in a subshell of its own: `( eval 'COMMAND' ) </dev/null`. A
+/// subshell is a fork of a shell already loaded, so a command made of shell
+/// builtins starts no program at all. The subshell keeps commands from one
+/// another as separate shells would (variables, options, `exit`, `cd`, a
+/// syntax error), and the quoting keeps every command text from touching
+/// the script around it. Output is discarded.
+///
+/// Each command is bounded by its own timeout, counted from the moment the
+/// one before it reported: a command that runs past it ends its shell's
+/// process group (TERM, then KILL, as [`run_shell`] does), is reported as
+/// timed out, and the rest of that share goes on in a new shell.
+pub fn run_many(commands: &[(String, Duration)], workers: usize) -> Vec<Result<bool, String>> {
+    let workers = workers.clamp(1, commands.len().max(1));
+    let mut results: Vec<Option<Result<bool, String>>> = vec![None; commands.len()];
+    let slots = std::sync::Mutex::new(&mut results);
+    std::thread::scope(|scope| {
+        for worker in 0..workers {
+            let share: Vec<(usize, &str, Duration)> = commands
+                .iter()
+                .enumerate()
+                .skip(worker)
+                .step_by(workers)
+                .map(|(index, (command, timeout))| (index, command.as_str(), *timeout))
+                .collect();
+            let slots = &slots;
+            scope.spawn(move || {
+                let done = run_share(&share);
+                if let Ok(mut slots) = slots.lock() {
+                    for (index, result) in done {
+                        slots[index] = Some(result);
+                    }
+                }
+            });
+        }
+    });
+    results
+        .into_iter()
+        .map(|result| result.unwrap_or_else(|| Err("the command did not run".to_string())))
+        .collect()
+}
+
+/// Runs one worker's share of [`run_many`], in as few shells as it can.
+fn run_share(share: &[(usize, &str, Duration)]) -> Vec<(usize, Result<bool, String>)> {
+    let mut results = Vec::with_capacity(share.len());
+    let mut rest = share;
+    while let Some(&(index, command, _)) = rest.first() {
+        if command.contains('\0') {
+            results.push((index, Err(format!("`{command}` contains a NUL byte"))));
+            rest = &rest[1..];
+            continue;
+        }
+        // The shell outlives a command that ignores TERM (a caught signal
+        // waits for the foreground command), so that one gets KILL after
+        // the grace period as it would running alone.
+        let mut script = String::from("trap 'exit 143' TERM\n");
+        let mut count = 0;
+        for (position, (_, command, _)) in rest.iter().enumerate() {
+            if command.contains('\0')
+                || (count > 0 && script.len() + command.len() > BATCH_SCRIPT_BYTES)
+            {
+                break;
+            }
+            let quoted = command.replace('\'', r"'\''");
+            script.push_str(&format!(
+                "( eval '{quoted}' ) </dev/null >/dev/null 2>&1; echo \"{position} $?\"\n"
+            ));
+            count += 1;
+        }
+        let ran = run_batch(&script, &rest[..count]);
+        let finished = ran.len();
+        results.extend(ran);
+        rest = &rest[finished.max(1).min(rest.len())..];
+    }
+    results
+}
+
+/// Runs one shell over `batch` (the script runs them in order and prints
+/// "POSITION STATUS" after each). Returns the results of the commands that
+/// finished or timed out, in order; the caller runs the rest again.
+fn run_batch(
+    script: &str,
+    batch: &[(usize, &str, Duration)],
+) -> Vec<(usize, Result<bool, String>)> {
+    let spawned = Command::new("/bin/sh")
+        .arg("-c")
+        .arg(script)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn();
+    let mut child = match spawned {
+        Ok(child) => child,
+        Err(error) => {
+            return batch
+                .iter()
+                .map(|(index, command, _)| {
+                    (*index, Err(format!("cannot run `{command}`: {error}")))
+                })
+                .collect()
+        }
+    };
+    let (sender, receiver) = std::sync::mpsc::channel();
+    if let Some(stdout) = child.stdout.take() {
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if sender.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+    }
+    let mut results = Vec::with_capacity(batch.len());
+    let mut since = Instant::now();
+    while let Some(&(index, command, timeout)) = batch.get(results.len()) {
+        let left = timeout.saturating_sub(since.elapsed());
+        match receiver.recv_timeout(left) {
+            Ok(line) => {
+                let mut fields = line.split(' ');
+                let position = fields.next().and_then(|f| f.parse::<usize>().ok());
+                let status = fields.next().and_then(|f| f.parse::<i32>().ok());
+                if let (Some(position), Some(status)) = (position, status) {
+                    if position == results.len() {
+                        results.push((index, Ok(status == 0)));
+                        since = Instant::now();
+                    }
+                }
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                end_group(&mut child);
+                let outcome = CommandOutcome {
+                    status: None,
+                    timed_out: true,
+                    output: String::new(),
+                };
+                results.push((index, Err(outcome.failure(command, timeout))));
+                return results;
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                // The shell ended without reporting this one: it was killed
+                // from outside. Say so for this command; the rest run again.
+                end_group(&mut child);
+                results.push((
+                    index,
+                    Err(format!("the shell running `{command}` ended before it did")),
+                ));
+                return results;
+            }
+        }
+    }
+    let _ = child.wait();
+    results
+}
+
+/// Ends a shell's process group: TERM, then KILL after [`TERM_GRACE`].
+fn end_group(child: &mut std::process::Child) {
+    let group = Pid::from_raw(child.id() as i32);
+    let _ = killpg(group, Signal::SIGTERM);
+    let started = Instant::now();
+    while started.elapsed() < TERM_GRACE {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let _ = killpg(group, Signal::SIGKILL);
+    let _ = child.wait();
+}
+
 /// Where the running jail commands are recorded, one file per command
 /// holding its process group's pid; set once a transaction has an id.
 static COMMAND_DIRECTORY: std::sync::Mutex<Option<std::path::PathBuf>> =
@@ -290,6 +471,134 @@ mod tests {
         let hung = run_shell("sleep 30", Duration::from_millis(200)).unwrap();
         assert!(hung.timed_out);
         assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    fn many(commands: &[&str], timeout: Duration, workers: usize) -> Vec<Result<bool, String>> {
+        let commands: Vec<(String, Duration)> =
+            commands.iter().map(|c| (c.to_string(), timeout)).collect();
+        run_many(&commands, workers)
+    }
+
+    // Commands sharing a shell answer as they would alone: each in its own
+    // subshell, whatever its quoting, syntax, `exit`, variables or stdin.
+    #[test]
+    fn many_commands_keep_apart() {
+        let commands = [
+            "true",
+            "false",
+            "exit 3",
+            "[ 'a b' = \"a b\" ]",
+            "echo ')' ; ( exit 0 ) && x=set && cd / && set -e",
+            "[ -z \"${x:-}\" ] && [ \"$(pwd)\" != / ]",
+            "echo 'unterminated",
+            "if then fi",
+            "exit 0; false",
+            "read line",
+            "echo out; echo err >&2; true",
+            "sleep 5 & true",
+            "printf '%s' \"'\"\"'\" | grep -q \"'\"",
+        ];
+        let started = Instant::now();
+        for workers in [1, 2, 8] {
+            let results = many(&commands, Duration::from_secs(20), workers);
+            let got: Vec<Option<bool>> = results.iter().map(|r| r.as_ref().ok().copied()).collect();
+            assert_eq!(
+                got,
+                [
+                    true, false, false, true, true, true, false, false, true, false, true, true,
+                    true
+                ]
+                .map(Some),
+                "workers {workers}: {results:?}"
+            );
+        }
+        // The background `sleep 5` holds nothing the shells wait for.
+        assert!(
+            started.elapsed() < Duration::from_secs(4),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    // Many commands, more script than one shell takes: every answer lands
+    // at its own index.
+    #[test]
+    fn many_commands_in_order() {
+        let padding = ": ".to_string() + &"x".repeat(1500) + "; ";
+        let commands: Vec<String> = (0..300)
+            .map(|k| format!("{padding}[ $(({k} % 3)) = 0 ]"))
+            .collect();
+        let refs: Vec<&str> = commands.iter().map(String::as_str).collect();
+        for workers in [1, 3] {
+            let results = many(&refs, Duration::from_secs(20), workers);
+            for (k, result) in results.iter().enumerate() {
+                assert_eq!(result, &Ok(k % 3 == 0), "workers {workers}, command {k}");
+            }
+        }
+    }
+
+    // A command past its timeout is reported as such and ended; the others
+    // of its shell, before and after it, still answer.
+    #[test]
+    fn many_commands_one_hangs() {
+        let started = Instant::now();
+        let results = many(
+            &[
+                "true",
+                "false",
+                "sleep 30",
+                "true",
+                "false",
+                "trap '' TERM; sleep 30",
+                "true",
+            ],
+            Duration::from_millis(300),
+            1,
+        );
+        let elapsed = started.elapsed();
+        assert_eq!(results[0], Ok(true));
+        assert_eq!(results[1], Ok(false));
+        assert!(
+            results[2].as_ref().is_err_and(|e| e.contains("timed out")),
+            "{results:?}"
+        );
+        assert_eq!(results[3], Ok(true));
+        assert_eq!(results[4], Ok(false));
+        assert!(
+            results[5].as_ref().is_err_and(|e| e.contains("timed out")),
+            "{results:?}"
+        );
+        assert_eq!(results[6], Ok(true));
+        // Two timeouts, one of them waiting out the TERM grace before KILL.
+        assert!(
+            elapsed >= TERM_GRACE && elapsed < TERM_GRACE + Duration::from_secs(5),
+            "{elapsed:?}"
+        );
+    }
+
+    // A command that kills the shell it runs in, and one that cannot be
+    // handed to a shell, fail alone.
+    #[test]
+    fn many_commands_shell_lost() {
+        let results = many(
+            &["true", "kill -9 $$", "false", "nul\0byte", "true"],
+            Duration::from_secs(20),
+            1,
+        );
+        assert_eq!(results[0], Ok(true));
+        assert!(
+            results[1]
+                .as_ref()
+                .is_err_and(|e| e.contains("ended before")),
+            "{results:?}"
+        );
+        assert_eq!(results[2], Ok(false));
+        assert!(
+            results[3].as_ref().is_err_and(|e| e.contains("NUL")),
+            "{results:?}"
+        );
+        assert_eq!(results[4], Ok(true));
+        assert!(many(&[], Duration::from_secs(1), 4).is_empty());
     }
 
     // A command that ignores TERM is killed after the grace period.

@@ -33,13 +33,11 @@ const SERVICE_SCRIPT: &str = r#"#!/bin/sh
 action=$1 name=$2 port=$3 root=$4
 dir=${0%/*}
 pidfile="$dir/run/$name.pid"
-# Shell builtins only: `status` runs this once per jail.
+# Shell builtins only. A zombie has no memory: its statm reads all zeros.
 alive() {
     [ -r "$pidfile" ] && read -r pid < "$pidfile" || return 1
-    [ -r "/proc/$pid/stat" ] && read -r stat < "/proc/$pid/stat" || return 1
-    rest=${stat##*) }
-    state=${rest%% *}
-    [ -n "$state" ] && [ "$state" != Z ]
+    read -r size rest 2>/dev/null < "/proc/$pid/statm" || return 1
+    [ "$size" != 0 ]
 }
 # Like `service jail`, one start or stop of a jail at a time: a command left
 # running by a killed jailswap finishes before recovery's own command runs.
@@ -77,6 +75,16 @@ status)
 esac
 exit 64
 "#;
+
+/// A jail's status command: the check of `svc status`, written inline so
+/// that it starts no program (`status` runs the status commands of all
+/// jails as subshells of a few shells; see `process::run_many`).
+fn status_command(dir: &Path) -> String {
+    let pidfile = format!("{}/run/${{name}}.pid", dir.display()).replace('\'', r"'\''");
+    format!(
+        "read -r pid < '{pidfile}' && read -r size rest 2>/dev/null < \"/proc/$pid/statm\" && [ \"$size\" != 0 ]"
+    )
+}
 
 #[derive(Clone, Debug)]
 pub struct SandboxOptions {
@@ -242,9 +250,10 @@ impl Sandbox {
             let svc = script.display().to_string();
             let _ = writeln!(
                 config,
-                "[[jail]]\nname = \"{name}\"\npath = {:?}\nfstab = {:?}\nstart = \"{svc} start ${{name}} {port} ${{path}}\"\nstop = \"{svc} stop ${{name}} {port} ${{path}}\"\nstatus = \"{svc} status ${{name}} {port} ${{path}}\"\n[[jail.health]]\nhttp = \"http://127.0.0.1:{port}/\"\n{}\n",
+                "[[jail]]\nname = \"{name}\"\npath = {:?}\nfstab = {:?}\nstart = \"{svc} start ${{name}} {port} ${{path}}\"\nstop = \"{svc} stop ${{name}} {port} ${{path}}\"\nstatus = {}\n[[jail.health]]\nhttp = \"http://127.0.0.1:{port}/\"\n{}\n",
                 root.display().to_string(),
                 fstab.display().to_string(),
+                toml::Value::String(status_command(dir)),
                 options.extra_jail_toml
             );
             jails.push((name, port));

@@ -188,61 +188,49 @@ fn observe_jails<H: Host + ?Sized>(
 ) -> Vec<JailView> {
     let mounts = host.read_only_mounts().unwrap_or_default();
     let live_path = config.store.join(&config.live);
-    let views = std::sync::Mutex::new(Vec::new());
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    std::thread::scope(|scope| {
-        for _ in 0..config.parallel.min(config.jails.len()).max(1) {
-            scope.spawn(|| loop {
-                let index = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                let Some(jail) = config.jails.get(index) else {
-                    break;
-                };
-                let running = host.jail_running(jail).ok().flatten();
-                let root = jail
+    let running = host.jails_running(&config.jails, config.parallel);
+    config
+        .jails
+        .iter()
+        .zip(running)
+        .map(|(jail, running)| {
+            let root = jail
+                .mounts
+                .iter()
+                .find(|m| m.source == live_path)
+                .map(|m| m.target.clone())
+                .unwrap_or_else(|| jail.path.clone());
+            let template = std::fs::metadata(&root).ok().and_then(|meta| {
+                found
+                    .iter()
+                    // nullfs reports its own device, so on the commands
+                    // backend the inode alone names the template
+                    // (preflight keeps templates on the store's file system).
+                    .find(|(_, info)| {
+                        info.inode == meta.ino()
+                            && (config.backend == crate::config::Backend::Commands
+                                || info.device == meta.dev())
+                    })
+                    .map(|(name, _)| name.clone())
+            });
+            JailView {
+                name: jail.name.clone(),
+                running: running.ok().flatten(),
+                mounted: jail
                     .mounts
                     .iter()
-                    .find(|m| m.source == live_path)
-                    .map(|m| m.target.clone())
-                    .unwrap_or_else(|| jail.path.clone());
-                let template = std::fs::metadata(&root).ok().and_then(|meta| {
-                    found
-                        .iter()
-                        // nullfs reports its own device, so on the commands
-                        // backend the inode alone names the template
-                        // (preflight keeps templates on the store's file system).
-                        .find(|(_, info)| {
-                            info.inode == meta.ino()
-                                && (config.backend == crate::config::Backend::Commands
-                                    || info.device == meta.dev())
-                        })
-                        .map(|(name, _)| name.clone())
-                });
-                let read_only = mounts.get(&root).copied();
-                let view = JailView {
-                    name: jail.name.clone(),
-                    running,
-                    mounted: jail
-                        .mounts
-                        .iter()
-                        .filter(|m| mounts.contains_key(&m.target))
-                        .count(),
-                    mounts: jail.mounts.len(),
-                    template: if mounts.contains_key(&root) {
-                        template
-                    } else {
-                        None
-                    },
-                    read_only,
-                };
-                if let Ok(mut v) = views.lock() {
-                    v.push((index, view));
-                }
-            });
-        }
-    });
-    let mut views = views.into_inner().unwrap_or_default();
-    views.sort_by_key(|(index, _)| *index);
-    views.into_iter().map(|(_, view)| view).collect()
+                    .filter(|m| mounts.contains_key(&m.target))
+                    .count(),
+                mounts: jail.mounts.len(),
+                template: if mounts.contains_key(&root) {
+                    template
+                } else {
+                    None
+                },
+                read_only: mounts.get(&root).copied(),
+            }
+        })
+        .collect()
 }
 
 /// Which step a pending transaction stopped at, which way recovery will

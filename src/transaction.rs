@@ -281,40 +281,27 @@ pub fn observe_host<H: Host + ?Sized>(host: &H, config: &Config) -> Result<Obser
     let mounted = host
         .mount_points()
         .map_err(|error| Error::internal(error.to_string()))?;
-    let stopped = std::sync::Mutex::new(std::collections::BTreeSet::new());
-    let failure = std::sync::Mutex::new(None);
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let workers = config.parallel.min(config.jails.len()).max(1);
-    std::thread::scope(|scope| {
-        for _ in 0..workers {
-            scope.spawn(|| loop {
-                let index = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                let Some(jail) = config.jails.get(index) else {
-                    break;
-                };
-                match host.jail_running(jail) {
-                    Ok(Some(false)) => {
-                        if let Ok(mut s) = stopped.lock() {
-                            s.insert(jail.name.clone());
-                        }
-                    }
-                    Ok(_) => {}
-                    Err(error) => {
-                        if let Ok(mut f) = failure.lock() {
-                            *f = Some(format!("status of jail {}: {error}", jail.name));
-                        }
-                    }
-                }
-            });
+    let mut stopped = std::collections::BTreeSet::new();
+    for (jail, running) in config
+        .jails
+        .iter()
+        .zip(host.jails_running(&config.jails, config.parallel))
+    {
+        match running {
+            Ok(Some(false)) => {
+                stopped.insert(jail.name.clone());
+            }
+            Ok(_) => {}
+            Err(error) => {
+                return Err(
+                    Error::invalid(format!("status of jail {}: {error}", jail.name))
+                        .with_help("fix the jail's `status` command; nothing was changed"),
+                );
+            }
         }
-    });
-    if let Some(error) = failure.into_inner().ok().flatten() {
-        return Err(
-            Error::invalid(error).with_help("fix the jail's `status` command; nothing was changed")
-        );
     }
     Ok(Observed {
-        stopped_jails: stopped.into_inner().unwrap_or_default(),
+        stopped_jails: stopped,
         mounted,
         ..Default::default()
     })

@@ -225,3 +225,86 @@ fn kill_after_swap_before_its_record() {
         Some(Arrangement::New),
     );
 }
+
+// `status` answers for every jail from its status command: a jail stopped
+// by hand, one whose pidfile names a zombie, one whose status command hangs
+// past its timeout (shown as unknown, without holding up the others).
+#[test]
+fn status_reports_each_jail() {
+    let env = Env::new(SandboxOptions {
+        jails: 4,
+        ..SandboxOptions::default()
+    });
+    let dir = env.dir.path();
+    let stop = |name: &str| {
+        let output = std::process::Command::new(dir.join("svc"))
+            .args(["stop", name, "0", "-"])
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{}", describe(&output));
+    };
+    stop("jail1");
+    stop("jail2");
+    let mut zombie = std::process::Command::new("true").spawn().unwrap();
+    let zombie_stat = format!("/proc/{}/stat", zombie.id());
+    while !std::fs::read_to_string(&zombie_stat)
+        .unwrap()
+        .contains(") Z ")
+    {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    std::fs::write(dir.join("run/jail2.pid"), zombie.id().to_string()).unwrap();
+    let running = |status: &Value| -> Vec<Value> {
+        let jails = status["jails"].as_array().unwrap();
+        jails.iter().map(|j| j["running"].clone()).collect()
+    };
+    let status = env.json(&["status"]);
+    assert_eq!(
+        running(&status),
+        [true, false, false, true].map(Value::from),
+        "{status}"
+    );
+
+    // jail0's status command now hangs; its timeout is 1 s.
+    let config = std::fs::read_to_string(&env.sandbox.config).unwrap();
+    let (head, tail) = config.split_once("name = \"jail0\"").unwrap();
+    let (line_start, rest) = tail.split_once("\nstatus = ").unwrap();
+    let (_, after) = rest.split_once('\n').unwrap();
+    std::fs::write(
+        &env.sandbox.config,
+        format!(
+            "{head}name = \"jail0\"{line_start}\nstatus = \"sleep 30\"\ntimeout = \"1s\"\n{after}"
+        ),
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let status = env.json(&["status"]);
+    let took = started.elapsed();
+    assert_eq!(
+        running(&status),
+        [Value::Null, false.into(), false.into(), true.into()],
+        "{status}"
+    );
+    assert!(
+        took >= Duration::from_secs(1) && took < Duration::from_secs(8),
+        "{took:?}"
+    );
+    let output = env.run(&["status"]);
+    assert_eq!(code(&output), 0, "{}", describe(&output));
+    let text = String::from_utf8_lossy(&output.stdout);
+    for (jail, shown) in [
+        ("jail0", "?"),
+        ("jail1", "no"),
+        ("jail2", "no"),
+        ("jail3", "yes"),
+    ] {
+        assert!(
+            text.lines().any(|line| {
+                let words: Vec<&str> = line.split_whitespace().collect();
+                words.first() == Some(&jail) && words.get(1) == Some(&shown)
+            }),
+            "{jail} should show {shown}:\n{text}"
+        );
+    }
+    zombie.wait().unwrap();
+}
