@@ -715,6 +715,8 @@ struct JailswapResult {
     peak_rss_kb: Option<u64>,
     rss_source: &'static str,
     status_ms: Option<f64>,
+    /// `status` with one program per jail as its status command.
+    status_programs_ms: Option<f64>,
     fsyncs: Option<Fsyncs>,
 }
 
@@ -775,6 +777,44 @@ fn jailswap_command(settings: &Settings, config: &Path, arguments: &[&str]) -> C
         .env_remove("JAILSWAP_KILL_AT")
         .env("NO_COLOR", "1");
     command
+}
+
+/// The median wall time of `runs` runs of `jailswap --json status`, each
+/// of which must see every jail running.
+fn time_status(settings: &Settings, config: &Path, runs: usize) -> Result<f64> {
+    let mut times = Vec::new();
+    for _ in 0..runs {
+        let (status, out, err, took) = run_bounded(
+            &mut jailswap_command(settings, config, &["--json", "status"]),
+            Duration::from_secs(120),
+        )?;
+        if !status.success() {
+            return Err(format!("jailswap status failed ({status}): {err}"));
+        }
+        let value: Value = serde_json::from_str(&out)
+            .map_err(|e| format!("jailswap status printed no JSON ({e}): {err}"))?;
+        let jails = value["jails"].as_array().cloned().unwrap_or_default();
+        if jails.is_empty() || jails.iter().any(|jail| jail["running"] != true) {
+            return Err(format!(
+                "jailswap status does not see every jail running: {value}"
+            ));
+        }
+        times.push(took.as_secs_f64() * 1000.0);
+    }
+    times.sort_by(|a, b| a.total_cmp(b));
+    times
+        .get(times.len() / 2)
+        .copied()
+        .ok_or_else(|| "no run of status".to_string())
+}
+
+/// Writes a configuration file as jailswap requires it: owned by root,
+/// mode 0600.
+fn write_private(path: &Path, text: &str) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| format!("{}: {e}", path.display()))
 }
 
 fn run_jailswap(settings: &Settings, case: &Case) -> Result<JailswapResult> {
@@ -885,21 +925,28 @@ fn run_jailswap(settings: &Settings, case: &Case) -> Result<JailswapResult> {
         }
     }
 
-    // `status`: median of several runs.
+    // `status`: median of several runs, with the sandbox's status commands
+    // (shell builtins) and with one program per jail (`svc status`).
     let runs = if case.jails > 200 { 3 } else { 7 };
-    let mut times = Vec::new();
-    for _ in 0..runs {
-        let (status, _, err, took) = run_bounded(
-            &mut jailswap_command(settings, bed.config(), &["--json", "status"]),
-            Duration::from_secs(120),
-        )?;
-        if !status.success() {
-            return Err(format!("jailswap status failed ({status}): {err}"));
-        }
-        times.push(took.as_secs_f64() * 1000.0);
-    }
-    times.sort_by(|a, b| a.total_cmp(b));
-    result.status_ms = times.get(times.len() / 2).copied();
+    result.status_ms = Some(time_status(settings, bed.config(), runs)?);
+    let with_programs = bed.sandbox().dir.join("jailswap.svc-status.toml");
+    let svc = bed.sandbox().dir.join("svc");
+    let text = std::fs::read_to_string(bed.config()).map_err(|e| format!("config: {e}"))?;
+    let text: String = text
+        .lines()
+        .map(|line| {
+            if line.starts_with("status = ") {
+                format!(
+                    "status = \"{} status ${{name}} 0 ${{path}}\"\n",
+                    svc.display()
+                )
+            } else {
+                format!("{line}\n")
+            }
+        })
+        .collect();
+    write_private(&with_programs, &text)?;
+    result.status_programs_ms = Some(time_status(settings, &with_programs, runs)?);
 
     // A second upgrade (to mroot.3) under strace, to count fsyncs.
     result.fsyncs = count_fsyncs(settings, &bed, limit).map_or_else(
@@ -1309,13 +1356,16 @@ fn report(settings: &Settings, results: &[CaseResult]) -> String {
 
     let _ = writeln!(
         out,
-        "\n### jailswap: journal, memory, `status`\n\nCommits and fsyncs of one upgrade (a second upgrade of the same sandbox, to `mroot.3`, under strace).\n"
+        "\n### jailswap: journal, memory, `status`\n\nCommits and fsyncs of one upgrade (a second upgrade of the same sandbox, to `mroot.3`, under strace). `status` runs with the sandbox's status commands (shell builtins reading the pidfile), and again with `svc status ${{name}}` (a program) as every jail's status command.\n"
     );
     let _ = writeln!(
         out,
-        "| N | start takes | journal commits | fsyncs: WAL | journal file | store directory | other | all | peak RSS of `upgrade` | `status` (median) |"
+        "| N | start takes | journal commits | fsyncs: WAL | journal file | store directory | other | all | peak RSS of `upgrade` | `status` (median) | `status`, one program per jail |"
     );
-    let _ = writeln!(out, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(
+        out,
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    );
     for r in results {
         let Ok(j) = &r.jailswap else {
             let _ = writeln!(
@@ -1339,12 +1389,14 @@ fn report(settings: &Settings, results: &[CaseResult]) -> String {
         };
         let _ = writeln!(
             out,
-            "| {} | {} ms | {counts} | {} | {} |",
+            "| {} | {} ms | {counts} | {} | {} | {} |",
             r.case.jails,
             r.case.start_delay_ms,
             j.peak_rss_kb
                 .map_or("?".into(), |kb| format!("{:.1} MB", kb as f64 / 1024.0)),
             j.status_ms.map_or("?".into(), |v| format!("{v:.1} ms")),
+            j.status_programs_ms
+                .map_or("?".into(), |v| format!("{v:.1} ms")),
         );
     }
 
