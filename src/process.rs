@@ -316,8 +316,9 @@ fn run_batch(
                 return results;
             }
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
-                // The shell ended without reporting this one: it was killed
-                // from outside. Say so for this command; the rest run again.
+                // The shell ended without reporting this one: it was killed,
+                // by this command or from outside. Say so for this command;
+                // the rest run again in a new shell.
                 end_group(&mut child);
                 results.push((
                     index,
