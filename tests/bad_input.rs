@@ -399,6 +399,25 @@ fn refused_inputs_change_nothing() {
         says: vec!["not root", "chown root"],
     });
 
+    // Preflight asks every jail whether it runs; a status command that
+    // hangs past its timeout refuses the upgrade before anything stops.
+    let (head, tail) = good.split_once("name = \"jail1\"").unwrap();
+    let (jail_keys, rest) = tail.split_once("\nstatus = ").unwrap();
+    let (_, after) = rest.split_once('\n').unwrap();
+    cases.push(config_case(
+        &env,
+        "status command hangs",
+        &format!(
+            "{head}name = \"jail1\"{jail_keys}\nstatus = \"sleep 30\"\ntimeout = \"1s\"\n{after}"
+        ),
+        65,
+        &[
+            "status of jail jail1",
+            "`sleep 30` timed out after 1s",
+            "fix the jail's `status` command",
+        ],
+    ));
+
     let before = snapshot(&env);
     let mut failures = Vec::new();
     for case in &cases {
