@@ -122,46 +122,29 @@ pub fn run_jail_command(jail: &JailSpec, template: &str) -> HostResult<()> {
 
 /// Runs a jail's status command: exit 0 means running.
 pub fn run_status_command(jail: &JailSpec) -> HostResult<Option<bool>> {
-    let Some(template) = &jail.status else {
-        return Ok(None);
-    };
-    let command = jail.expand(template);
-    let timeout = Duration::from_millis(jail.timeout_ms);
-    let outcome = process::run_shell(&command, timeout)
-        .map_err(|error| HostError::Failed(format!("cannot run `{command}`: {error}")))?;
-    if outcome.timed_out {
-        return Err(HostError::Failed(outcome.failure(&command, timeout)));
-    }
-    Ok(Some(outcome.success()))
+    run_status_commands(std::slice::from_ref(jail), 1)
+        .pop()
+        .unwrap_or(Ok(None))
 }
 
 /// Runs the status commands of many jails through [`process::run_many`]:
-/// a few shells for all of them rather than one shell each.
+/// a few shells for all of them rather than one shell each. A jail without
+/// a status command is `None`.
 pub fn run_status_commands(jails: &[JailSpec], parallel: usize) -> Vec<HostResult<Option<bool>>> {
-    let with_command: Vec<(usize, (String, Duration))> = jails
+    let (indices, commands): (Vec<usize>, Vec<(String, Duration)>) = jails
         .iter()
         .enumerate()
         .filter_map(|(index, jail)| {
-            let template = jail.status.as_ref()?;
-            Some((
-                index,
-                (
-                    jail.expand(template),
-                    Duration::from_millis(jail.timeout_ms),
-                ),
-            ))
+            let command = jail.expand(jail.status.as_ref()?);
+            Some((index, (command, Duration::from_millis(jail.timeout_ms))))
         })
-        .collect();
-    let commands: Vec<(String, Duration)> = with_command
-        .iter()
-        .map(|(_, command)| command.clone())
-        .collect();
+        .unzip();
     let mut results: Vec<HostResult<Option<bool>>> = jails.iter().map(|_| Ok(None)).collect();
-    for ((index, _), outcome) in with_command
-        .iter()
+    for (index, outcome) in indices
+        .into_iter()
         .zip(process::run_many(&commands, parallel))
     {
-        results[*index] = outcome.map(Some).map_err(HostError::Failed);
+        results[index] = outcome.map(Some).map_err(HostError::Failed);
     }
     results
 }
