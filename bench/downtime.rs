@@ -294,6 +294,7 @@ impl Bed {
             start_delay: format!("{}ms", case.start_delay_ms),
             command_timeout: "60s".into(),
             extra_jail_toml: String::new(),
+            live_modified: None,
             staged: staged
                 .iter()
                 .enumerate()

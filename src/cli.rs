@@ -1,6 +1,8 @@
 //! The command line. The doc comments are the help text and the man page.
+//! Typed arguments only: nothing here touches the system.
 
-use clap::{Args, Parser, Subcommand};
+use crate::config::Batches;
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
 /// Swap the read-only template under running jails as a transaction.
@@ -22,20 +24,27 @@ pub struct Cli {
         long,
         global = true,
         env = "JAILSWAP_CONFIG",
-        value_name = "FILE"
+        value_name = "FILE",
+        help_heading = "Global options"
     )]
     pub config: Option<PathBuf>,
 
     /// Print the result as JSON on stdout
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = "Global options")]
     pub json: bool,
 
     /// More detail on stderr
-    #[arg(short, long, global = true, conflicts_with = "quiet")]
+    #[arg(
+        short,
+        long,
+        global = true,
+        conflicts_with = "quiet",
+        help_heading = "Global options"
+    )]
     pub verbose: bool,
 
     /// No progress on stderr, only errors
-    #[arg(short, long, global = true)]
+    #[arg(short, long, global = true, help_heading = "Global options")]
     pub quiet: bool,
 
     #[command(subcommand)]
@@ -48,9 +57,11 @@ pub enum Command {
     Upgrade(UpgradeArgs),
     /// Make the previous template (or an archived one) live again
     Rollback(RollbackArgs),
-    /// Finish an interrupted transaction
+    /// Build a new staged template from an existing one
+    Stage(StageArgs),
+    /// Finish an interrupted (or continue a paused) transaction
     Recover(RecoverArgs),
-    /// Show the live template, the jails and any pending transaction
+    /// Show the live template, the templates, the jails and what is pending
     Status,
     /// List past transactions, newest first
     History {
@@ -77,14 +88,14 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
     },
-    /// Validate the configuration and run the health checks now; changes nothing
+    /// Validate the configuration, run preflight and health checks; change nothing
     Check,
     /// Print a jailswap.toml for the jails a host already has
     Init(InitArgs),
     /// Print a shell completion script
     Completions {
-        /// bash, zsh or fish
-        shell: clap_complete::Shell,
+        /// The shell
+        shell: Shell,
     },
     /// Build a throwaway sandbox, upgrade it, fail an upgrade, show history
     Demo {
@@ -95,6 +106,14 @@ pub enum Command {
     /// The small HTTP service the demo and the tests run in their jails
     #[command(hide = true)]
     Serve(ServeArgs),
+}
+
+/// The shells completion scripts are made for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Shell {
+    Bash,
+    Zsh,
+    Fish,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -118,6 +137,22 @@ pub struct TransactionArgs {
     /// Accept a store that was changed by hand since the last transaction
     #[arg(long)]
     pub adopt: bool,
+
+    /// Restart the jails a batch at a time instead of all at once
+    #[arg(long)]
+    pub rolling: bool,
+
+    /// Batch sizes of a rolling upgrade, as Ansible's serial: counts or percentages, the last repeating [default: the configuration's, or 1,25%]
+    #[arg(long, value_name = "SIZES", requires = "rolling", value_parser = parse_batches)]
+    pub batch: Option<Batches>,
+
+    /// Stop a rolling upgrade after N batches passed their health checks
+    #[arg(long, value_name = "N", requires = "rolling", value_parser = clap::value_parser!(u32).range(1..))]
+    pub pause_after: Option<u32>,
+}
+
+fn parse_batches(text: &str) -> Result<Batches, String> {
+    Batches::parse(text)
 }
 
 #[derive(Args, Debug)]
@@ -141,12 +176,49 @@ pub struct RollbackArgs {
 }
 
 #[derive(Args, Debug)]
+pub struct StageArgs {
+    /// The name of the new template (a plain name not taken in the store)
+    #[arg(long = "as", value_name = "NAME")]
+    pub name: String,
+
+    /// The template to copy [default: the live one]
+    #[arg(long, value_name = "NAME")]
+    pub from: Option<String>,
+
+    /// A command run in the copy through /bin/sh -c, with ${dir} (the copy) and ${from} (the source) substituted
+    #[arg(long, value_name = "COMMAND")]
+    pub run: Option<String>,
+
+    /// Bound on the command
+    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = parse_timeout)]
+    pub timeout: std::time::Duration,
+
+    /// Why: recorded in the journal and shown by history
+    #[arg(long, value_name = "TEXT")]
+    pub reason: Option<String>,
+
+    /// Print the plan and change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+fn parse_timeout(text: &str) -> Result<std::time::Duration, String> {
+    match crate::config::parse_duration(text) {
+        Some(duration) if !duration.is_zero() => Ok(duration),
+        Some(_) => Err("the timeout must be longer than zero".into()),
+        None => Err(format!(
+            "{text:?} is not a duration; write for example \"90m\""
+        )),
+    }
+}
+
+#[derive(Args, Debug)]
 pub struct RecoverArgs {
-    /// Roll forward whatever the journal says
+    /// Roll forward whatever the journal says (continues a paused upgrade)
     #[arg(long, conflicts_with = "rollback")]
     pub resume: bool,
 
-    /// Roll back whatever the journal says
+    /// Roll back whatever the journal says (undoes a paused upgrade)
     #[arg(long)]
     pub rollback: bool,
 }
@@ -189,6 +261,7 @@ pub struct ServeArgs {
     #[arg(long, default_value = "0ms")]
     pub start_delay: String,
     /// Ignore SIGTERM, like a jail that will not stop
+    #[cfg(feature = "fault-injection")]
     #[arg(long)]
     pub ignore_term: bool,
 }

@@ -1,32 +1,38 @@
-//! The jailswap executable: parse, run, map the result to an exit code.
+//! The jailswap executable: parse, run, exit with the documented code.
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let cli = match jailswap::cli::Cli::try_parse() {
-        Ok(cli) => cli,
+    let matches = match jailswap::cli::Cli::command().try_get_matches() {
+        Ok(matches) => matches,
         Err(error) => {
             // Help and version are not errors; every usage error is 64,
             // never clap's own 2, which means "needs operator" here.
             let code = match error.kind() {
                 clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => 0,
-                clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => 64,
-                _ => 64,
+                _ => jailswap::error::code::USAGE,
             };
             let _ = error.print();
             return ExitCode::from(code);
         }
     };
-    jailswap::app::init_logging(&cli);
-    match jailswap::app::run(cli) {
-        Ok(code) => ExitCode::from(code),
+    let config_from_command_line = matches!(
+        matches.value_source("config"),
+        Some(clap::parser::ValueSource::CommandLine)
+    ) || matches.subcommand().is_some_and(|(_, sub)| {
+        matches!(
+            sub.value_source("config"),
+            Some(clap::parser::ValueSource::CommandLine)
+        )
+    });
+    let cli = match jailswap::cli::Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
         Err(error) => {
-            eprintln!("jailswap: error: {}", error.message);
-            if let Some(help) = &error.help {
-                eprintln!("help: {help}");
-            }
-            ExitCode::from(error.exit_code())
+            let _ = error.print();
+            return ExitCode::from(jailswap::error::code::USAGE);
         }
-    }
+    };
+    jailswap::logging::init(cli.verbose, None);
+    ExitCode::from(jailswap::commands::run(cli, config_from_command_line))
 }

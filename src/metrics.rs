@@ -72,7 +72,7 @@ pub fn render(history: &[TxnRecord], pending: bool) -> String {
             text,
             "jailswap_last_transaction_info{{id=\"{}\",kind=\"{}\",from=\"{}\",to=\"{}\"}} 1",
             record.id,
-            label(&record.kind),
+            label(record.kind.as_str()),
             label(&record.from_label),
             label(&record.to_label)
         );

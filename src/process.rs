@@ -9,6 +9,7 @@
 use nix::sys::signal::{kill, killpg, Signal};
 use nix::unistd::Pid;
 use std::io::{Read, Seek, SeekFrom};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -38,6 +39,8 @@ pub struct CommandOutcome {
     pub timed_out: bool,
     /// The first lines of stdout and stderr, interleaved as written.
     pub output: String,
+    /// The last lines of stdout and stderr.
+    pub tail: String,
 }
 
 impl CommandOutcome {
@@ -69,7 +72,7 @@ impl CommandOutcome {
 
 /// Runs `command` through `/bin/sh -c`, waiting at most `timeout`.
 pub fn run_shell(command: &str, timeout: Duration) -> std::io::Result<CommandOutcome> {
-    run(command, timeout, false)
+    run(command, &[], timeout, false)
 }
 
 /// Runs a command that changes a jail (start, stop), recording its process
@@ -81,12 +84,27 @@ pub fn run_shell(command: &str, timeout: Duration) -> std::io::Result<CommandOut
 /// command text reaches the shell through the environment and runs under
 /// `eval`, exactly as `/bin/sh -c` would run it.
 pub fn run_tracked(command: &str, timeout: Duration) -> std::io::Result<CommandOutcome> {
-    run(command, timeout, true)
+    run(command, &[], timeout, true)
 }
 
-fn run(command: &str, timeout: Duration, tracked: bool) -> std::io::Result<CommandOutcome> {
+/// [`run_tracked`] with extra environment variables.
+pub fn run_tracked_with(
+    command: &str,
+    environment: &[(&str, &str)],
+    timeout: Duration,
+) -> std::io::Result<CommandOutcome> {
+    run(command, environment, timeout, true)
+}
+
+fn run(
+    command: &str,
+    environment: &[(&str, &str)],
+    timeout: Duration,
+    tracked: bool,
+) -> std::io::Result<CommandOutcome> {
     let mut output_file = tempfile::tempfile()?;
     let mut shell = Command::new("/bin/sh");
+    shell.envs(environment.iter().copied());
     let transaction = TRANSACTION.load(std::sync::atomic::Ordering::SeqCst);
     if transaction != 0 {
         shell.env(TRANSACTION_VARIABLE, transaction.to_string());
@@ -94,8 +112,16 @@ fn run(command: &str, timeout: Duration, tracked: bool) -> std::io::Result<Comma
     // Not synced: a record only matters while this process lives, and a
     // power loss ends the command too.
     let record = if tracked { new_command_record() } else { None };
+    let created = |path: &std::path::Path| {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+            .is_ok()
+    };
     match &record {
-        Some(path) if std::fs::File::create(path).is_ok() => {
+        Some(path) if created(path) => {
             shell
                 .env("JAILSWAP_COMMAND_RECORD", path)
                 .env("JAILSWAP_COMMAND_TEXT", command)
@@ -151,17 +177,28 @@ fn run(command: &str, timeout: Duration, tracked: bool) -> std::io::Result<Comma
     }
     output_file.seek(SeekFrom::Start(0))?;
     let mut bytes = Vec::new();
-    output_file.take(OUTPUT_BYTES).read_to_end(&mut bytes)?;
+    (&mut output_file)
+        .take(OUTPUT_BYTES)
+        .read_to_end(&mut bytes)?;
     let text = String::from_utf8_lossy(&bytes);
     let output = text
         .lines()
         .take(OUTPUT_LINES)
         .collect::<Vec<_>>()
         .join("\n");
+    // The end of a long output says how it ended.
+    let size = output_file.seek(SeekFrom::End(0))?;
+    output_file.seek(SeekFrom::Start(size.saturating_sub(OUTPUT_BYTES)))?;
+    let mut bytes = Vec::new();
+    output_file.read_to_end(&mut bytes)?;
+    let text = String::from_utf8_lossy(&bytes);
+    let lines: Vec<&str> = text.lines().collect();
+    let tail = lines[lines.len().saturating_sub(OUTPUT_LINES)..].join("\n");
     Ok(CommandOutcome {
         status,
         timed_out,
         output,
+        tail,
     })
 }
 
@@ -311,6 +348,7 @@ fn run_batch(
                     status: None,
                     timed_out: true,
                     output: String::new(),
+                    tail: String::new(),
                 };
                 results.push((index, Err(outcome.failure(command, timeout))));
                 return results;
@@ -354,7 +392,11 @@ static COMMAND_DIRECTORY: std::sync::Mutex<Option<std::path::PathBuf>> =
 
 /// Records running commands under `directory` from now on.
 pub fn track_commands_in(directory: &std::path::Path) {
-    if std::fs::create_dir_all(directory).is_ok() {
+    let made = std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(directory);
+    if made.is_ok() {
         if let Ok(mut slot) = COMMAND_DIRECTORY.lock() {
             *slot = Some(directory.to_path_buf());
         }

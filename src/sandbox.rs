@@ -21,13 +21,16 @@
 //! private one first (the demo does, and so does every test).
 
 use crate::error::{Error, Result};
+use crate::host::Host;
 use std::fmt::Write as _;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 /// The jail service's control script. A killed service can linger as a
 /// zombie until its parent reaps it; a zombie no longer holds any mount,
-/// so it counts as stopped.
+/// so it counts as stopped. `@HOOKS_START@` and `@HOOKS_STOP@` are where the
+/// test suite's failure hooks go (see [`TEST_HOOKS_START`]); the demo's
+/// script has none.
 const SERVICE_SCRIPT: &str = r#"#!/bin/sh
 # svc start|stop|status NAME PORT ROOT
 action=$1 name=$2 port=$3 root=$4
@@ -49,15 +52,12 @@ case $action in
 start)
     alive && exit 0
     delay=$(cat "$dir/start-delay" 2>/dev/null || echo 0ms)
-    [ -f "$dir/fail-start.$name" ] && { echo "start of $name refused (fail-start)" >&2; exit 1; }
     [ -f "$root/FAIL_START" ] && { echo "start of $name failed: this template cannot start" >&2; exit 1; }
     ignore=""
-    [ -f "$dir/ignore-term.$name" ] && ignore="--ignore-term"
+@HOOKS_START@
     exec "$dir/jailswap" serve --root "$root" --listen "127.0.0.1:$port" --pidfile "$pidfile" --detach --start-delay "$delay" $ignore 9>&- ;;
 stop)
-    [ -f "$dir/hang-stop.$name" ] && sleep 3600
-    [ -f "$dir/stop-delay" ] && sleep "$(cat "$dir/stop-delay")"
-    [ -f "$dir/fail-stop.$name" ] && { echo "stop of $name refused (fail-stop)" >&2; exit 1; }
+@HOOKS_STOP@
     alive || exit 0
     pid=$(cat "$pidfile")
     kill "$pid" 2>/dev/null
@@ -75,6 +75,27 @@ status)
 esac
 exit 64
 "#;
+
+/// The test suite's failure hooks: marker files in the sandbox make a
+/// jail's start fail, its service ignore TERM, its stop hang, wait or fail.
+#[cfg(feature = "fault-injection")]
+const TEST_HOOKS_START: &str = r#"    [ -f "$dir/fail-start.$name" ] && { echo "start of $name refused (fail-start)" >&2; exit 1; }
+    [ -f "$dir/ignore-term.$name" ] && ignore="--ignore-term""#;
+#[cfg(feature = "fault-injection")]
+const TEST_HOOKS_STOP: &str = r#"    [ -f "$dir/hang-stop.$name" ] && sleep 3600
+    [ -f "$dir/stop-delay" ] && sleep "$(cat "$dir/stop-delay")"
+    [ -f "$dir/fail-stop.$name" ] && { echo "stop of $name refused (fail-stop)" >&2; exit 1; }"#;
+
+/// The service script, with the test hooks where the build has them.
+fn service_script() -> String {
+    #[cfg(feature = "fault-injection")]
+    let (start, stop) = (TEST_HOOKS_START, TEST_HOOKS_STOP);
+    #[cfg(not(feature = "fault-injection"))]
+    let (start, stop) = (":", ":");
+    SERVICE_SCRIPT
+        .replace("@HOOKS_START@", start)
+        .replace("@HOOKS_STOP@", stop)
+}
 
 /// A jail's status command: the check of `svc status`, written inline so
 /// that it starts no program (`status` runs the status commands of all
@@ -99,6 +120,9 @@ pub struct SandboxOptions {
     /// Staged templates to create besides the live one: (name, VERSION or
     /// None for a broken one without VERSION).
     pub staged: Vec<(String, Option<String>)>,
+    /// The live template's modification time (seconds since the epoch),
+    /// which names its default archive; `None` leaves it as made.
+    pub live_modified: Option<i64>,
 }
 
 impl Default for SandboxOptions {
@@ -111,6 +135,7 @@ impl Default for SandboxOptions {
             command_timeout: "20s".into(),
             extra_jail_toml: String::new(),
             staged: vec![("mroot.2".into(), Some("2.0".into()))],
+            live_modified: None,
         }
     }
 }
@@ -124,7 +149,18 @@ pub struct Sandbox {
 }
 
 fn io(what: &str, error: std::io::Error) -> Error {
-    Error::internal(format!("sandbox: {what}: {error}"))
+    Error::Host(crate::host::HostError::from_io(
+        format!("sandbox: {what}"),
+        &error,
+    ))
+}
+
+fn host(config: &crate::config::Config) -> crate::host::system::SystemHost {
+    crate::host::system(
+        config.backend,
+        &config.store,
+        crate::config::StoreKind::Directory,
+    )
 }
 
 /// Makes one template: VERSION, `s/`, and the Handbook's `etc -> s/etc`.
@@ -172,10 +208,10 @@ fn free_ports(count: usize) -> Result<Vec<u16>> {
         }
     }
     if ports.len() < count {
-        return Err(Error::internal(format!(
+        return Err(Error::Host(crate::host::HostError::Failed(format!(
             "sandbox: only {} free ports below {ephemeral_low}",
             ports.len()
-        )));
+        ))));
     }
     Ok(ports)
 }
@@ -191,11 +227,22 @@ impl Sandbox {
         std::fs::set_permissions(dir.join("db"), std::fs::Permissions::from_mode(0o700))
             .map_err(|e| io("layout", e))?;
         make_template(&store.join("mroot"), Some("1.0"))?;
+        if let Some(modified) = options.live_modified {
+            let time = nix::sys::time::TimeSpec::new(modified, 0);
+            nix::sys::stat::utimensat(
+                nix::fcntl::AT_FDCWD,
+                &store.join("mroot"),
+                &time,
+                &time,
+                nix::sys::stat::UtimensatFlags::NoFollowSymlink,
+            )
+            .map_err(|e| io("template time", e.into()))?;
+        }
         for (name, version) in &options.staged {
             make_template(&store.join(name), version.as_deref())?;
         }
         let script = dir.join("svc");
-        std::fs::write(&script, SERVICE_SCRIPT).map_err(|e| io("svc", e))?;
+        std::fs::write(&script, service_script()).map_err(|e| io("svc", e))?;
         std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755))
             .map_err(|e| io("svc", e))?;
         let link = dir.join("jailswap");
@@ -276,14 +323,12 @@ impl Sandbox {
     /// Mounts every jail and starts its service.
     fn bring_up(&self) -> Result<()> {
         let config = crate::config::Config::load(&self.config)?;
-        let host = crate::host::system(config.backend);
+        let host = host(&config);
         for jail in &config.jails {
             for mount in &jail.mounts {
-                host.mount(mount)
-                    .map_err(|e| Error::internal(format!("sandbox: {e}")))?;
+                host.mount(mount)?;
             }
-            host.start_jail(jail)
-                .map_err(|e| Error::internal(format!("sandbox: {e}")))?;
+            host.start_jail(jail)?;
         }
         Ok(())
     }
@@ -293,7 +338,7 @@ impl Sandbox {
         let Ok(config) = crate::config::Config::load(&self.config) else {
             return;
         };
-        let host = crate::host::system(config.backend);
+        let host = host(&config);
         for jail in &config.jails {
             let _ = host.stop_jail(jail);
         }
@@ -305,6 +350,19 @@ impl Sandbox {
                 }
             }
         }
+    }
+
+    /// The pid of each jail's service, where it runs.
+    pub fn pids(&self) -> std::collections::BTreeMap<String, u32> {
+        self.jails
+            .iter()
+            .filter_map(|(name, _)| {
+                let text =
+                    std::fs::read_to_string(self.dir.join("run").join(format!("{name}.pid")))
+                        .ok()?;
+                Some((name.clone(), text.trim().parse().ok()?))
+            })
+            .collect()
     }
 
     /// What a jail's service answers now, or why it does not.
@@ -339,11 +397,19 @@ impl Sandbox {
 /// it starts from now on) so that mounts never reach the host.
 #[cfg(target_os = "linux")]
 pub fn enter_private_mount_namespace() -> Result<()> {
-    use nix::mount::{mount, MsFlags};
     nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).map_err(|e| {
-        Error::internal(format!("cannot create a private mount namespace: {e}"))
-            .with_help("run as root (the sandbox makes real bind mounts)")
+        Error::NotRoot(format!(
+            "cannot create a private mount namespace (the sandbox makes real bind mounts): {e}"
+        ))
     })?;
+    make_mounts_private()
+}
+
+/// Makes every mount of the current namespace private, so that nothing
+/// mounted from now on propagates to the host.
+#[cfg(target_os = "linux")]
+pub fn make_mounts_private() -> Result<()> {
+    use nix::mount::{mount, MsFlags};
     mount(
         None::<&str>,
         "/",
@@ -351,6 +417,10 @@ pub fn enter_private_mount_namespace() -> Result<()> {
         MsFlags::MS_REC | MsFlags::MS_PRIVATE,
         None::<&str>,
     )
-    .map_err(|e| Error::internal(format!("cannot make mounts private: {e}")))?;
-    Ok(())
+    .map_err(|e| {
+        Error::Host(crate::host::HostError::from_io(
+            "cannot make mounts private".into(),
+            &e.into(),
+        ))
+    })
 }

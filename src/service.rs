@@ -7,6 +7,11 @@
 
 use crate::cli::ServeArgs;
 use crate::error::{Error, Result};
+
+/// The service's failures are the world's: a port taken, a directory gone.
+fn failed(message: String) -> Error {
+    Error::Host(crate::host::HostError::Failed(message))
+}
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
@@ -16,28 +21,29 @@ pub fn serve(args: &ServeArgs) -> Result<u8> {
     if args.detach {
         return detach(args);
     }
+    #[cfg(feature = "fault-injection")]
     if args.ignore_term {
         // Registering a handler replaces the default action (terminate).
         let ignored = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         signal_hook::flag::register(signal_hook::consts::SIGTERM, ignored)
-            .map_err(|e| Error::internal(format!("cannot ignore TERM: {e}")))?;
+            .map_err(|e| failed(format!("cannot ignore TERM: {e}")))?;
     }
     let delay = crate::config::parse_duration(&args.start_delay)
-        .ok_or_else(|| Error::usage(format!("bad --start-delay {:?}", args.start_delay)))?;
+        .ok_or_else(|| Error::Usage(format!("bad --start-delay {:?}", args.start_delay)))?;
     std::thread::sleep(delay);
     std::env::set_current_dir(&args.root).map_err(|e| {
-        Error::internal(format!(
+        failed(format!(
             "cannot enter {:?}: {e}",
             args.root.display().to_string()
         ))
     })?;
     let listener = TcpListener::bind(&args.listen)
-        .map_err(|e| Error::internal(format!("cannot listen on {}: {e}", args.listen)))?;
+        .map_err(|e| failed(format!("cannot listen on {}: {e}", args.listen)))?;
     let temporary = args.pidfile.with_extension("tmp");
     std::fs::write(&temporary, format!("{}\n", std::process::id()))
-        .map_err(|e| Error::internal(format!("cannot write pidfile: {e}")))?;
+        .map_err(|e| failed(format!("cannot write pidfile: {e}")))?;
     std::fs::rename(&temporary, &args.pidfile)
-        .map_err(|e| Error::internal(format!("cannot write pidfile: {e}")))?;
+        .map_err(|e| failed(format!("cannot write pidfile: {e}")))?;
     for stream in listener.incoming() {
         let Ok(mut stream) = stream else { continue };
         let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
@@ -64,8 +70,8 @@ pub fn serve(args: &ServeArgs) -> Result<u8> {
 
 /// Starts the service in its own process group and returns once it listens.
 fn detach(args: &ServeArgs) -> Result<u8> {
-    let program = std::env::current_exe()
-        .map_err(|e| Error::internal(format!("cannot find own executable: {e}")))?;
+    let program =
+        std::env::current_exe().map_err(|e| failed(format!("cannot find own executable: {e}")))?;
     let _ = std::fs::remove_file(&args.pidfile);
     let mut child = std::process::Command::new(program)
         .arg("serve")
@@ -77,13 +83,13 @@ fn detach(args: &ServeArgs) -> Result<u8> {
         .arg(&args.pidfile)
         .arg("--start-delay")
         .arg(&args.start_delay)
-        .args(args.ignore_term.then_some("--ignore-term"))
+        .args(ignore_term(args).then_some("--ignore-term"))
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .process_group(0)
         .spawn()
-        .map_err(|e| Error::internal(format!("cannot start the service: {e}")))?;
+        .map_err(|e| failed(format!("cannot start the service: {e}")))?;
     let started = Instant::now();
     while started.elapsed() < Duration::from_secs(30) {
         if let Ok(text) = std::fs::read_to_string(&args.pidfile) {
@@ -92,13 +98,21 @@ fn detach(args: &ServeArgs) -> Result<u8> {
             }
         }
         if let Ok(Some(status)) = child.try_wait() {
-            return Err(Error::internal(format!(
-                "the service exited at start with {status}"
-            )));
+            return Err(failed(format!("the service exited at start with {status}")));
         }
         std::thread::sleep(Duration::from_millis(2));
     }
-    Err(Error::internal(
-        "the service did not start listening within 30 s",
+    Err(failed(
+        "the service did not start listening within 30 s".into(),
     ))
+}
+
+#[cfg(feature = "fault-injection")]
+fn ignore_term(args: &ServeArgs) -> bool {
+    args.ignore_term
+}
+
+#[cfg(not(feature = "fault-injection"))]
+fn ignore_term(_: &ServeArgs) -> bool {
+    false
 }

@@ -12,23 +12,27 @@
 //! arrangement. Every failure message starts with the crash points that led
 //! to it, so a failure replays exactly.
 //!
-//! Everything is in-process and deterministic: `parallel = 1` fixes the order
-//! of operations, the simulated host never sleeps, and health checks pass at
-//! their first probe. Only where a test makes a health check fail does the
-//! engine's retry loop wait out the configured 100 ms timeout.
+//! The transactions run through the production orchestration
+//! (`transaction::swap`, preflight included) and the production recovery
+//! (`recover::recover`), exactly as the commands run them; only the host is
+//! simulated. Everything is in-process and deterministic: `parallel = 1`
+//! fixes the order of operations, the simulated host never sleeps, and
+//! health checks pass at their first probe. Only where a test makes a
+//! health check fail does the engine's retry loop wait out the configured
+//! 100 ms timeout.
 
 use jailswap::config::Config;
 use jailswap::error::Error;
-use jailswap::executor::{Actor, Direction, Executor, Outcome};
+use jailswap::executor::{Direction, Outcome};
 use jailswap::host::simulated::{
     CrashPoint, Fault, FaultMode, Moment, MountRecord, MountSource, OperationKind, SimulatedHost,
 };
-use jailswap::host::Host;
-use jailswap::journal::{Audit, Journal, TxnState};
-use jailswap::plan::{self, Request, TransactionKind};
-use jailswap::recover;
-use jailswap::report::Reporter;
-use jailswap::transaction;
+use jailswap::host::{Host, TemplateId};
+use jailswap::journal::{Journal, TxnState};
+use jailswap::output::Reporter;
+use jailswap::plan::TransactionKind;
+use jailswap::recover::{self, RecoverError};
+use jailswap::transaction::{self, Finished, Swap as Request};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -39,6 +43,9 @@ const LIVE: &str = "mroot";
 const OLD_NAME: &str = "mroot.20240601";
 const NEW_NAME: &str = "mroot.20240701";
 const CARRY: &str = "usr/ports";
+/// The directories every template holds: a jail's data mounts at `s`, and
+/// the carried path goes into `usr`.
+const INSIDE: [&str; 2] = ["s", "usr"];
 /// The jails and what each depends on: `web` needs `db`, `mail` is alone.
 const JAILS: [(&str, &[&str]); 3] = [("db", &[]), ("web", &["db"]), ("mail", &[])];
 /// The jail without a status command.
@@ -63,8 +70,6 @@ struct Swap {
     kind: TransactionKind,
     target: String,
     archive_as: String,
-    from_label: String,
-    to_label: String,
     from_inode: u64,
     to_inode: u64,
 }
@@ -188,6 +193,11 @@ impl Bench {
         let host = SimulatedHost::new(&config.store);
         let old_inode = host.add_template(LIVE);
         let new_inode = host.add_template(NEW_NAME);
+        for template in [LIVE, NEW_NAME] {
+            for inside in INSIDE {
+                host.add_inside(template, inside);
+            }
+        }
         let carry_inode = host
             .add_inside(LIVE, CARRY)
             .expect("the live template exists");
@@ -211,8 +221,6 @@ impl Bench {
             kind: TransactionKind::Upgrade,
             target: NEW_NAME.to_string(),
             archive_as: OLD_NAME.to_string(),
-            from_label: OLD_NAME.to_string(),
-            to_label: NEW_NAME.to_string(),
             from_inode: old_inode,
             to_inode: new_inode,
         };
@@ -240,8 +248,6 @@ impl Bench {
                     kind: TransactionKind::Rollback,
                     target: OLD_NAME.to_string(),
                     archive_as: NEW_NAME.to_string(),
-                    from_label: NEW_NAME.to_string(),
-                    to_label: OLD_NAME.to_string(),
                     from_inode: new_inode,
                     to_inode: old_inode,
                 };
@@ -252,56 +258,40 @@ impl Bench {
 
     fn journal(&self) -> Result<Journal, Error> {
         let mut journal = Journal::open(&self.journal_path)?;
-        journal.set_fault_hook(Some(self.host.journal_hook()));
+        let mut crash = self.host.commit_hook();
+        journal.set_fault_hook(Some(Box::new(move |name, after| {
+            crash(name, after).then_some(jailswap::journal::Fault::Crash)
+        })));
         Ok(journal)
     }
 
-    /// One process running a transaction, as `transaction::run` does after
-    /// preflight (which reads the real file system, not the simulated one).
+    /// One process running `jailswap upgrade` or `jailswap rollback`, as
+    /// the command does: the production orchestration on this host.
     fn transact(&self, swap: &Swap) -> Result<Outcome, Error> {
         let mut journal = self.journal()?;
-        if let Some(pending) = journal.pending()? {
-            return Err(transaction::pending_error(&pending));
-        }
-        let mut observed = transaction::observe_host(&self.host, &self.config)?;
-        let store = &self.config.store;
-        let inode_of = |relative: &str| -> Result<u64, Error> {
-            self.host
-                .inode(store, relative)
-                .map_err(|error| Error::internal(error.to_string()))?
-                .ok_or_else(|| Error::invalid(format!("{relative:?} is not in the store")))
-        };
-        observed.live_inode = inode_of(LIVE)?;
-        observed.target_inode = inode_of(&swap.target)?;
-        for path in &self.config.carry {
-            observed
-                .carry_inodes
-                .push(inode_of(&format!("{LIVE}/{path}"))?);
-        }
         let request = Request {
             kind: swap.kind,
-            target: swap.target.clone(),
-            archive_as: swap.archive_as.clone(),
-            from_label: swap.from_label.clone(),
-            to_label: swap.to_label.clone(),
+            to: (swap.kind == TransactionKind::Upgrade).then(|| swap.target.clone()),
+            archive_as: (swap.kind == TransactionKind::Upgrade).then(|| swap.archive_as.clone()),
+            force: false,
+            adopt: false,
+            reason: None,
+            rolling: None,
         };
-        let plan = plan::build(&self.config, &request, &observed);
-        let id = journal.begin(&plan, &Audit::default())?;
         let reporter = Reporter::new(true);
         let interrupted = AtomicBool::new(false);
-        let mut executor = Executor {
-            actor: Actor {
-                host: &self.host,
-                plan: &plan,
-                reporter: &reporter,
-                recovering: false,
-            },
-            journal: &mut journal,
-            id,
-            states: BTreeMap::new(),
-            interrupted: &interrupted,
-        };
-        executor.drive(Direction::Forward)
+        match transaction::swap(
+            &self.host,
+            &self.config,
+            &mut journal,
+            &request,
+            false,
+            &reporter,
+            &interrupted,
+        )? {
+            Finished::Done { outcome, .. } => Ok(outcome),
+            Finished::Planned(_) => Err(Error::Internal("not a dry run".into())),
+        }
     }
 
     /// One process running `jailswap recover`; `None` when nothing is pending.
@@ -312,15 +302,18 @@ impl Bench {
         };
         let reporter = Reporter::new(true);
         let interrupted = AtomicBool::new(false);
-        recover::recover(
+        match recover::recover(
             &self.host,
             &mut journal,
             &pending,
             chosen,
             &reporter,
             &interrupted,
-        )
-        .map(Some)
+        ) {
+            Ok(outcome) => Ok(Some(outcome)),
+            Err(RecoverError::Journal(error)) => Err(error.into()),
+            Err(RecoverError::Crash) => Err(Error::Internal("simulated crash".into())),
+        }
     }
 
     /// Classifies how a process ended; an error that is not a crash is a
@@ -424,7 +417,7 @@ impl Bench {
             None => Vec::new(),
         };
         let record = history.into_iter().find(|record| {
-            record.kind == swap.kind.as_str()
+            record.kind == swap.kind
                 && record.target == swap.target
                 && record.archive_as == swap.archive_as
         });
@@ -463,14 +456,16 @@ impl Bench {
             ));
         }
         for (inode, contents) in &world.contents {
-            let expected: BTreeMap<String, u64> = if *inode == live_inode {
-                [(CARRY.to_string(), self.carry_inode)]
-                    .into_iter()
-                    .collect()
-            } else {
-                BTreeMap::new()
-            };
-            if *contents != expected {
+            let mut names: Vec<&str> = INSIDE.to_vec();
+            if *inode == live_inode {
+                names.push(CARRY);
+            }
+            let found: Vec<&str> = contents.keys().map(String::as_str).collect();
+            let carried = contents.get(CARRY).copied();
+            let expected_carry = (*inode == live_inode).then_some(self.carry_inode);
+            names.sort_unstable();
+            if found != names || carried != expected_carry {
+                let expected = names;
                 return Err(format!(
                     "template inode {inode} holds {contents:?}, expected {expected:?} (the carried path belongs in the live template, inode {live_inode})"
                 ));
@@ -1123,7 +1118,6 @@ fn the_invariant_check_catches_broken_worlds() {
         assert_eq!(bench.invariant(None), Ok(Arrangement::Old));
         bench
     };
-    let store = |bench: &Bench| bench.config.store.clone();
     let jail = |bench: &Bench, name: &str| {
         bench
             .config
@@ -1144,19 +1138,21 @@ fn the_invariant_check_catches_broken_worlds() {
     assert!(bench.invariant(None).unwrap_err().contains("mount table"));
 
     let bench = fresh();
+    let new_id = TemplateId::Inode(bench.swap.to_inode);
     bench
         .host
-        .rename(&store(&bench), NEW_NAME, "elsewhere")
+        .rename_template(NEW_NAME, "elsewhere", &new_id)
         .unwrap();
     assert!(bench.invariant(None).unwrap_err().contains("store"));
 
     let bench = fresh();
+    let carried = TemplateId::Inode(bench.carry_inode);
     bench
         .host
-        .rename(
-            &store(&bench),
+        .move_inside(
             &format!("{LIVE}/{CARRY}"),
             &format!("{NEW_NAME}/{CARRY}"),
+            &carried,
         )
         .unwrap();
     assert!(bench.invariant(None).unwrap_err().contains("carried"));
@@ -1181,8 +1177,9 @@ fn the_invariant_check_catches_broken_worlds() {
 
     let bench = fresh();
     let mut replay = Replay::new(Scenario::Upgrade);
+    let (_, _, log) = clean_run(Scenario::Upgrade);
     let crash = CrashPoint {
-        operation: 12,
+        operation: operations_where(&log, |d| d == "commit intent")[0],
         moment: Moment::After,
     };
     assert_eq!(

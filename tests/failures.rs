@@ -5,6 +5,7 @@
 mod common;
 
 use common::{code, describe, Arrangement, Env};
+use jailswap::host::Host;
 use jailswap::sandbox::SandboxOptions;
 use serde_json::Value;
 use std::process::{Command, Stdio};
@@ -76,7 +77,7 @@ fn jail_ignoring_term_rolls_back() {
     // Restart jail2 so that its service ignores TERM from now on.
     let config = jailswap::config::Config::load(&env.sandbox.config).unwrap();
     let jail = config.jail("jail2").unwrap();
-    let host = jailswap::host::system(config.backend);
+    let host = jailswap::commands::host(&config);
     host.stop_jail(jail).unwrap();
     host.start_jail(jail).unwrap();
     let before = env.before("mroot.2");

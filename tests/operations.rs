@@ -486,10 +486,11 @@ fn begin(journal: &mut Journal, config: &Config, kind: TransactionKind, to: &str
         archive_as: format!("{to}.archived"),
         from_label: "mroot.1".into(),
         to_label: to.into(),
+        rolling: None,
     };
     let observed = Observed {
-        live_inode: 1,
-        target_inode: 2,
+        live_id: jailswap::template::TemplateId::Inode(1),
+        target_id: jailswap::template::TemplateId::Inode(2),
         ..Observed::default()
     };
     let plan = jailswap::plan::build(config, &request, &observed);
@@ -587,7 +588,7 @@ fn metrics_from_a_journal() {
     assert!(metrics.contains_key("jailswap_last_transaction_start_timestamp_seconds"));
 
     journal
-        .finish(first, TxnState::Committed, Some(123), Some("{}"))
+        .finish(first, TxnState::Committed, Some(123), Some("{}"), &[])
         .unwrap();
     let before = std::fs::metadata(&path).unwrap();
     let old_text = std::fs::read_to_string(&path).unwrap();
@@ -648,7 +649,7 @@ fn metrics_from_a_journal() {
     // A second transaction that rolled back becomes the last one.
     let second = begin(&mut journal, &config, TransactionKind::Rollback, "mroot.1");
     journal
-        .finish(second, TxnState::RolledBack, Some(50), None)
+        .finish(second, TxnState::RolledBack, Some(50), None, &[])
         .unwrap();
     jailswap::metrics::write(&path, &journal).unwrap();
     let metrics = parse_metrics(&std::fs::read_to_string(&path).unwrap());

@@ -1,17 +1,17 @@
-//! The Linux host: bind mounts through mount(2), the mount table from
-//! /proc/self/mountinfo, jail commands through `/bin/sh -c`.
+//! Mounts on Linux: bind mounts through mount(2), the mount table from
+//! /proc/thread-self/mountinfo (the calling thread's mount namespace).
 //!
 //! `nullfs` is a bind mount; `ro` is applied by a read-only remount of the
 //! bind, as mount(8) does. Unmounts are never lazy: when the kernel answers
 //! EBUSY, the processes that hold the mount point are named from /proc.
 
-use super::{Host, HostError, HostResult};
+use super::system::Mounts;
+use super::{HostError, HostResult};
 use crate::fstab::{unescape, MountSpec};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
-use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-pub struct LinuxHost;
+pub struct LinuxMounts;
 
 /// One line of /proc/self/mountinfo.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -78,14 +78,17 @@ pub fn holders(target: &Path) -> Vec<String> {
     found
 }
 
-impl Host for LinuxHost {
+impl Mounts for LinuxMounts {
     fn mount(&self, spec: &MountSpec) -> HostResult<()> {
         let failed = |error: nix::Error| {
-            HostError::Failed(format!(
-                "cannot mount {:?} on {:?}: {error}",
-                spec.source.display().to_string(),
-                spec.target.display().to_string()
-            ))
+            HostError::from_io(
+                format!(
+                    "cannot mount {:?} on {:?}",
+                    spec.source.display().to_string(),
+                    spec.target.display().to_string()
+                ),
+                &error.into(),
+            )
         };
         if spec.fstype == "nullfs" || spec.fstype == "bind" {
             mount(
@@ -156,14 +159,7 @@ impl Host for LinuxHost {
         }
     }
 
-    fn mount_points(&self) -> HostResult<BTreeSet<PathBuf>> {
-        Ok(mount_table()?
-            .into_iter()
-            .map(|entry| entry.mount_point)
-            .collect())
-    }
-
-    fn read_only_mounts(&self) -> HostResult<std::collections::BTreeMap<PathBuf, bool>> {
+    fn mount_table(&self) -> HostResult<std::collections::BTreeMap<PathBuf, bool>> {
         // In mount order, so the top of a stack of mounts wins.
         Ok(mount_table()?
             .into_iter()
@@ -171,17 +167,9 @@ impl Host for LinuxHost {
             .collect())
     }
 
-    fn mounted_read_only(&self, target: &Path) -> HostResult<Option<bool>> {
-        Ok(mount_table()?
-            .into_iter()
-            .rev()
-            .find(|entry| entry.mount_point == target)
-            .map(|entry| entry.read_only))
-    }
-
-    fn template_users(&self, store_path: &Path, template: &str) -> HostResult<Vec<PathBuf>> {
+    fn users_of(&self, template_path: &Path) -> HostResult<Vec<PathBuf>> {
         let table = mount_table()?;
-        let template_path = store_path.join(template);
+        let template_path = template_path.to_path_buf();
         let canonical = std::fs::canonicalize(&template_path).unwrap_or(template_path);
         // Find the mount the template lives on and its path relative to that
         // file system's root: bind mounts of it show that path as their root.

@@ -1,9 +1,11 @@
 //! A simulated host: the whole world jailswap acts on (the store, the mount
-//! table, the jails) in memory behind one mutex, for the crash tests.
+//! table, the jails, the administrator's commands) in memory behind one
+//! mutex, for the crash tests. Compiled only with the `fault-injection`
+//! feature, which the test suite enables and release builds do not.
 //!
 //! Crash consistency is proved by enumeration, as SQLite proves its own:
 //! every operation that reads or changes the world, and every commit of the
-//! journal (through [`SimulatedHost::journal_hook`]), takes a number from
+//! journal (through [`SimulatedHost::commit_hook`]), takes a number from
 //! one shared counter. A test runs a transaction and stops the world at
 //! operation N, before or after that operation takes effect, for every N;
 //! then it runs recovery as a new process would and checks the invariant of
@@ -20,7 +22,8 @@
 //!   that has another mount below it, is busy (EBUSY);
 //! - a nested mount point (`<jail>/s`) exists only while its parent is
 //!   mounted, since it is a directory of the template;
-//! - a rename never replaces an existing entry;
+//! - a rename never replaces an existing entry, and refuses an entry that
+//!   is not the template it was told to expect (a link, another directory);
 //! - a jail starts only when all its mounts are there, and not on a
 //!   template marked broken; it is healthy only while it runs on a template
 //!   marked healthy with all its mounts.
@@ -30,10 +33,11 @@
 //! nothing, so a crash at a probe is the same as a crash before the commit
 //! that follows it, which is numbered.
 
-use super::{Host, HostError, HostResult};
-use crate::config::{HealthCheck, JailSpec};
+use super::{
+    CommandRun, Entry, Fingerprint, Found, Host, HostError, HostResult, Template, TemplateId,
+};
+use crate::config::{HealthCheck, JailSpec, StoreKind};
 use crate::fstab::MountSpec;
-use crate::journal::FaultHook;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -85,8 +89,16 @@ pub enum OperationKind {
     Rename,
     /// A rename of a path inside a template (the `carry` step).
     Carry,
-    /// A look at an entry of the store.
+    /// A look at an entry of the store, or at the list of its templates.
     Inode,
+    /// A copy of a template (`stage`).
+    Copy,
+    /// A deletion of a template (`prune`, or `stage` discarding its copy).
+    Delete,
+    /// A fingerprint of a template.
+    Fingerprint,
+    /// An administrator's command (`stage --run`).
+    Command,
     /// One attempt at a health check.
     Health,
     /// A commit of the journal.
@@ -152,16 +164,33 @@ pub struct SimulatedJail {
     pub mount_targets: Vec<PathBuf>,
 }
 
+/// Something in the store that is not a template: what an intruder or a
+/// careless administrator leaves where a template was.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Intruder {
+    /// A symbolic link to somewhere else.
+    Symlink(PathBuf),
+    /// A plain file.
+    File,
+}
+
 /// Everything the simulated host knows; tests read a copy of it with
 /// [`SimulatedHost::snapshot`].
 #[derive(Clone, Debug, Default)]
 pub struct World {
     pub store: PathBuf,
-    /// The entries of the store: name to inode.
+    /// The templates of the store: name to inode.
     pub templates: BTreeMap<String, u64>,
+    /// Entries of the store that are not templates.
+    pub intruders: BTreeMap<String, Intruder>,
     /// Paths inside each template (by inode) that tests follow, such as
     /// carried paths: relative path to inode.
     pub contents: BTreeMap<u64, BTreeMap<String, u64>>,
+    /// The top-level symbolic links of each template (by inode).
+    pub links: BTreeMap<u64, BTreeSet<String>>,
+    /// What each template (by inode) holds, as a version string: its
+    /// fingerprint follows it, and a stage command changes it.
+    pub versions: BTreeMap<u64, String>,
     /// The mount table, in mount order.
     pub mounts: Vec<MountRecord>,
     pub jails: BTreeMap<String, SimulatedJail>,
@@ -170,6 +199,8 @@ pub struct World {
     /// Templates (by inode) on which no jail starts.
     pub broken_templates: BTreeSet<u64>,
     pub faults: Vec<Fault>,
+    /// The commands run, in order, across processes.
+    pub commands: Vec<String>,
     /// The operations of the current process, numbered, for replaying.
     pub log: Vec<String>,
     /// How many operations the current process has done.
@@ -207,7 +238,11 @@ impl World {
     /// The template (by inode) a jail sees at its root, if one is mounted.
     pub fn template_seen_by(&self, jail: &str) -> Option<u64> {
         let jail = self.jails.get(jail)?;
-        match &self.visible_mount(&jail.path)?.source {
+        self.template_at(&jail.path)
+    }
+
+    fn template_at(&self, root: &Path) -> Option<u64> {
+        match &self.visible_mount(root)?.source {
             MountSource::Template { inode, inside } if inside.as_os_str().is_empty() => {
                 Some(*inode)
             }
@@ -265,71 +300,194 @@ impl World {
         Some(mode)
     }
 
-    fn check_store(&self, store: &Path) -> HostResult<()> {
-        if store == self.store {
-            Ok(())
-        } else {
-            Err(HostError::Failed(format!(
-                "{:?} is not the simulated store {:?}",
-                store.display().to_string(),
-                self.store.display().to_string()
-            )))
+    fn taken(&self, name: &str) -> bool {
+        self.templates.contains_key(name) || self.intruders.contains_key(name)
+    }
+
+    fn new_inode(&mut self) -> u64 {
+        self.next_inode += 1;
+        self.next_inode
+    }
+
+    /// Checks that `name` is the template `expected`, as a real store opens
+    /// it without following links before it moves or copies it.
+    fn checked(&self, name: &str, expected: &TemplateId, context: &str) -> HostResult<u64> {
+        match (self.templates.get(name), self.intruders.get(name)) {
+            (Some(inode), _) if TemplateId::Inode(*inode) == *expected => Ok(*inode),
+            (Some(inode), _) => Err(HostError::Failed(format!(
+                "{context}: it is no longer the directory recorded before the first stop (expected {expected}, found inode {inode}); it was left untouched"
+            ))),
+            (None, Some(_)) => Err(HostError::Failed(format!(
+                "{context}: it is no longer the directory recorded before the first stop ({expected}) but a link or a file; it was left untouched"
+            ))),
+            (None, None) => Err(HostError::Failed(format!(
+                "{context}: No such file or directory (os error 2)"
+            ))),
         }
     }
 
-    fn rename(&mut self, from: &str, to: &str) -> HostResult<()> {
+    fn rename(&mut self, from: &str, to: &str, expected: &TemplateId) -> HostResult<()> {
+        let context = format!(
+            "cannot rename {from:?} to {to:?} in {:?}",
+            self.store.display().to_string()
+        );
+        let inode = self.checked(from, expected, &context)?;
+        if self.taken(to) {
+            return Err(HostError::Failed(format!(
+                "{context}: File exists (os error 17)"
+            )));
+        }
+        self.templates.remove(from);
+        self.templates.insert(to.to_string(), inode);
+        Ok(())
+    }
+
+    fn move_inside(&mut self, from: &str, to: &str, expected: &TemplateId) -> HostResult<()> {
         let failed = |why: &str| {
             HostError::Failed(format!(
-                "cannot rename {from:?} to {to:?} in {:?}: {why}",
+                "cannot move {from:?} to {to:?} in {:?}: {why}",
                 self.store.display().to_string()
             ))
         };
-        match (from.split_once('/'), to.split_once('/')) {
-            (None, None) => {
-                let Some(inode) = self.templates.get(from).copied() else {
-                    return Err(failed("No such file or directory (os error 2)"));
-                };
-                if self.templates.contains_key(to) {
-                    return Err(failed("File exists (os error 17)"));
-                }
-                self.templates.remove(from);
-                self.templates.insert(to.to_string(), inode);
-                Ok(())
-            }
-            (Some((from_name, from_inside)), Some((to_name, to_inside))) => {
-                let (Some(from_template), Some(to_template)) = (
-                    self.templates.get(from_name).copied(),
-                    self.templates.get(to_name).copied(),
-                ) else {
-                    return Err(failed("No such file or directory (os error 2)"));
-                };
-                let Some(inode) = self
-                    .contents
-                    .get(&from_template)
-                    .and_then(|contents| contents.get(from_inside))
-                    .copied()
-                else {
-                    return Err(failed("No such file or directory (os error 2)"));
-                };
-                if self
-                    .contents
-                    .get(&to_template)
-                    .is_some_and(|contents| contents.contains_key(to_inside))
-                {
-                    return Err(failed("File exists (os error 17)"));
-                }
-                if let Some(contents) = self.contents.get_mut(&from_template) {
-                    contents.remove(from_inside);
-                }
-                self.contents
-                    .entry(to_template)
-                    .or_default()
-                    .insert(to_inside.to_string(), inode);
-                Ok(())
-            }
-            _ => Err(failed(
+        let (Some((from_name, from_inside)), Some((to_name, to_inside))) =
+            (from.split_once('/'), to.split_once('/'))
+        else {
+            return Err(failed(
                 "a template and a path inside one cannot trade places",
-            )),
+            ));
+        };
+        let (Some(from_template), Some(to_template)) = (
+            self.templates.get(from_name).copied(),
+            self.templates.get(to_name).copied(),
+        ) else {
+            return Err(failed("No such file or directory (os error 2)"));
+        };
+        let Some(inode) = self
+            .contents
+            .get(&from_template)
+            .and_then(|contents| contents.get(from_inside))
+            .copied()
+        else {
+            return Err(failed("No such file or directory (os error 2)"));
+        };
+        if TemplateId::Inode(inode) != *expected {
+            return Err(failed(&format!(
+                "it is not the path recorded before the first stop (expected {expected}, found inode {inode}); it was left untouched"
+            )));
+        }
+        if self
+            .contents
+            .get(&to_template)
+            .is_some_and(|contents| contents.contains_key(to_inside))
+        {
+            return Err(failed("File exists (os error 17)"));
+        }
+        if let Some(contents) = self.contents.get_mut(&from_template) {
+            contents.remove(from_inside);
+        }
+        self.contents
+            .entry(to_template)
+            .or_default()
+            .insert(to_inside.to_string(), inode);
+        Ok(())
+    }
+
+    fn copy(&mut self, from: &str, to: &str, expected: &TemplateId) -> HostResult<TemplateId> {
+        let context = format!(
+            "cannot copy {from:?} to {to:?} in {:?}",
+            self.store.display().to_string()
+        );
+        let source = self.checked(from, expected, &context)?;
+        if self.taken(to) {
+            return Err(HostError::Failed(format!(
+                "{context}: File exists (os error 17)"
+            )));
+        }
+        let copy = self.new_inode();
+        let inside: Vec<String> = self
+            .contents
+            .get(&source)
+            .map(|contents| contents.keys().cloned().collect())
+            .unwrap_or_default();
+        let mut contents = BTreeMap::new();
+        for path in inside {
+            let inode = self.new_inode();
+            contents.insert(path, inode);
+        }
+        self.contents.insert(copy, contents);
+        let links = self.links.get(&source).cloned().unwrap_or_default();
+        self.links.insert(copy, links);
+        let version = self.versions.get(&source).cloned().unwrap_or_default();
+        self.versions.insert(copy, version);
+        self.templates.insert(to.to_string(), copy);
+        Ok(TemplateId::Inode(copy))
+    }
+
+    fn delete(&mut self, name: &str, expected: Option<&TemplateId>) -> HostResult<()> {
+        let context = format!(
+            "cannot delete {name:?} in {:?}",
+            self.store.display().to_string()
+        );
+        let Some(inode) = self.templates.get(name).copied() else {
+            if self.intruders.contains_key(name) {
+                return Err(HostError::Failed(format!(
+                    "{context}: it is not a template directory"
+                )));
+            }
+            return Ok(());
+        };
+        if expected.is_some_and(|expected| *expected != TemplateId::Inode(inode)) {
+            return Err(HostError::Failed(format!(
+                "{context}: it is no longer the template recorded; not deleting it"
+            )));
+        }
+        if self.mounts.iter().any(
+            |mount| matches!(mount.source, MountSource::Template { inode: mounted, .. } if mounted == inode),
+        ) {
+            return Err(HostError::Failed(format!("{context}: Device busy")));
+        }
+        self.templates.remove(name);
+        self.contents.remove(&inode);
+        self.links.remove(&inode);
+        self.versions.remove(&inode);
+        Ok(())
+    }
+
+    fn fingerprint(&self, name: &str) -> HostResult<Fingerprint> {
+        let Some(inode) = self.templates.get(name) else {
+            return Err(HostError::Failed(format!(
+                "cannot fingerprint {name:?}: No such file or directory (os error 2)"
+            )));
+        };
+        let contents = self.contents.get(inode).cloned().unwrap_or_default();
+        let links = self.links.get(inode).cloned().unwrap_or_default();
+        let version = self.versions.get(inode).cloned().unwrap_or_default();
+        let text = format!(
+            "{version}|{:?}|{links:?}",
+            contents.keys().collect::<Vec<_>>()
+        );
+        Ok(Fingerprint {
+            entries: (contents.len() + links.len()) as u64,
+            sha256: crate::template::hex(&<sha2::Sha256 as sha2::Digest>::digest(text.as_bytes())),
+        })
+    }
+
+    /// A stage command: it changes what the templates it names hold.
+    fn command(&mut self, command: &str) -> CommandRun {
+        self.commands.push(command.to_string());
+        let named: Vec<u64> = self
+            .templates
+            .iter()
+            .filter(|(name, _)| command.contains(&format!("{}/{name}", self.store.display())))
+            .map(|(_, inode)| *inode)
+            .collect();
+        for inode in named {
+            self.versions.entry(inode).or_default().push_str("+updated");
+        }
+        CommandRun {
+            status: Some(0),
+            timed_out: false,
+            output_tail: format!("ran {command}"),
         }
     }
 
@@ -439,6 +597,7 @@ impl World {
 #[derive(Clone, Debug, Default)]
 pub struct SimulatedHost {
     world: Arc<Mutex<World>>,
+    store: PathBuf,
 }
 
 fn lock(world: &Mutex<World>) -> MutexGuard<'_, World> {
@@ -452,7 +611,10 @@ fn lock(world: &Mutex<World>) -> MutexGuard<'_, World> {
 impl SimulatedHost {
     /// An empty world whose store is `store`.
     pub fn new(store: &Path) -> SimulatedHost {
-        let host = SimulatedHost::default();
+        let host = SimulatedHost {
+            world: Arc::default(),
+            store: store.to_path_buf(),
+        };
         {
             let mut world = lock(&host.world);
             world.store = store.to_path_buf();
@@ -461,13 +623,15 @@ impl SimulatedHost {
         host
     }
 
-    /// Adds a directory to the store; returns its inode.
+    /// Adds a directory to the store with the Handbook's `etc -> s/etc`
+    /// link and `version` as its contents; returns its inode.
     pub fn add_template(&self, name: &str) -> u64 {
         let mut world = lock(&self.world);
-        world.next_inode += 1;
-        let inode = world.next_inode;
+        let inode = world.new_inode();
         world.templates.insert(name.to_string(), inode);
         world.contents.insert(inode, BTreeMap::new());
+        world.links.insert(inode, ["etc".to_string()].into());
+        world.versions.insert(inode, name.to_string());
         inode
     }
 
@@ -475,14 +639,49 @@ impl SimulatedHost {
     pub fn add_inside(&self, template: &str, relative: &str) -> Option<u64> {
         let mut world = lock(&self.world);
         let template = world.templates.get(template).copied()?;
-        world.next_inode += 1;
-        let inode = world.next_inode;
+        let inode = world.new_inode();
         world
             .contents
             .entry(template)
             .or_default()
             .insert(relative.to_string(), inode);
         Some(inode)
+    }
+
+    /// Replaces the store entry `name` by hand, as an intruder would: by a
+    /// link, a file, or (with `None`) by a new directory. A template that
+    /// was there moves to `moved_to` when given, or vanishes (its inode
+    /// stays known so that nothing it holds is lost).
+    pub fn replace_entry(&self, name: &str, with: Option<Intruder>, moved_to: Option<&str>) -> u64 {
+        let mut world = lock(&self.world);
+        let previous = world.templates.remove(name);
+        world.intruders.remove(name);
+        if let (Some(inode), Some(moved_to)) = (previous, moved_to) {
+            world.templates.insert(moved_to.to_string(), inode);
+        }
+        match with {
+            Some(intruder) => {
+                world.intruders.insert(name.to_string(), intruder);
+                0
+            }
+            None => {
+                let inode = world.new_inode();
+                world.templates.insert(name.to_string(), inode);
+                world.links.insert(inode, ["etc".to_string()].into());
+                world.versions.insert(inode, format!("{name} (intruder)"));
+                inode
+            }
+        }
+    }
+
+    /// Removes a top-level link from a template (the forgotten `etc -> s/etc`).
+    pub fn remove_link(&self, template: &str, link: &str) {
+        let mut world = lock(&self.world);
+        if let Some(inode) = world.templates.get(template).copied() {
+            if let Some(links) = world.links.get_mut(&inode) {
+                links.remove(link);
+            }
+        }
     }
 
     /// Adds a stopped jail with nothing mounted.
@@ -522,6 +721,13 @@ impl SimulatedHost {
     pub fn set_jail_healthy(&self, jail: &str, healthy: bool) {
         if let Some(jail) = lock(&self.world).jails.get_mut(jail) {
             jail.healthy = healthy;
+        }
+    }
+
+    /// A jail dies (or a reboot did not bring it back): it no longer runs.
+    pub fn kill_jail(&self, jail: &str) {
+        if let Some(jail) = lock(&self.world).jails.get_mut(jail) {
+            jail.running = false;
         }
     }
 
@@ -569,10 +775,12 @@ impl SimulatedHost {
         lock(&self.world).clone()
     }
 
-    /// The journal's fault hook: numbers every commit on the host's counter
-    /// and stops the world there when the crash point says so. After a
-    /// crash, every commit fails, as nothing more may be written.
-    pub fn journal_hook(&self) -> FaultHook {
+    /// A hook for the journal's commits: numbers every commit on the
+    /// host's counter and answers `true` where the world stops (the crash
+    /// point says so). After a crash every commit answers `true`, as
+    /// nothing more may be written. The caller wires it into the journal;
+    /// the host itself records nothing.
+    pub fn commit_hook(&self) -> Box<dyn FnMut(&'static str, bool) -> bool + Send> {
         let world = Arc::clone(&self.world);
         Box::new(move |name, after| {
             let mut world = lock(&world);
@@ -650,49 +858,130 @@ impl SimulatedHost {
 }
 
 impl Host for SimulatedHost {
-    fn stop_jail(&self, jail: &JailSpec) -> HostResult<()> {
-        let name = jail.name.clone();
+    fn store(&self) -> &Path {
+        &self.store
+    }
+
+    fn store_kind(&self) -> StoreKind {
+        StoreKind::Directory
+    }
+
+    fn templates(&self) -> HostResult<Vec<Template>> {
         self.operate(
-            OperationKind::Stop,
-            &jail.name,
-            format!("stop jail {name}"),
-            |world| match world.jails.get_mut(&name) {
-                Some(jail) => {
-                    jail.running = false;
-                    Ok(())
+            OperationKind::Inode,
+            "",
+            "list the templates".to_string(),
+            |world| {
+                Ok(world
+                    .templates
+                    .iter()
+                    .map(|(name, inode)| Template {
+                        name: name.clone(),
+                        found: Found {
+                            id: TemplateId::Inode(*inode),
+                            modified: 0,
+                        },
+                    })
+                    .collect())
+            },
+        )
+    }
+
+    fn examine(&self, relative: &str) -> HostResult<Entry> {
+        self.operate(
+            OperationKind::Inode,
+            relative,
+            format!("look at {relative}"),
+            |world| {
+                if let Some(intruder) = world.intruders.get(relative) {
+                    return Ok(match intruder {
+                        Intruder::Symlink(_) => Entry::Symlink,
+                        Intruder::File => Entry::NotDirectory,
+                    });
                 }
-                None => Err(HostError::Failed(format!("jail {name} does not exist"))),
+                Ok(match world.resolve(relative) {
+                    Some(inode) => Entry::Directory(Found {
+                        id: TemplateId::Inode(inode),
+                        modified: 0,
+                    }),
+                    None => Entry::Absent,
+                })
             },
         )
     }
 
-    fn start_jail(&self, jail: &JailSpec) -> HostResult<()> {
-        let name = jail.name.clone();
+    fn top_level_symlinks(&self, template: &str) -> HostResult<Vec<String>> {
         self.operate(
-            OperationKind::Start,
-            &jail.name,
-            format!("start jail {name}"),
-            |world| world.start(&name),
-        )
-    }
-
-    fn jail_running(&self, jail: &JailSpec) -> HostResult<Option<bool>> {
-        let name = jail.name.clone();
-        self.operate(
-            OperationKind::Status,
-            &jail.name,
-            format!("status of jail {name}"),
-            |world| match world.jails.get(&name) {
-                Some(jail) if jail.has_status => Ok(Some(jail.running)),
-                Some(_) => Ok(None),
-                None => Err(HostError::Failed(format!("jail {name} does not exist"))),
+            OperationKind::Inode,
+            template,
+            format!("list the links of {template}"),
+            |world| {
+                let Some(inode) = world.templates.get(template) else {
+                    return Err(HostError::Failed(format!(
+                        "cannot list {template:?}: No such file or directory (os error 2)"
+                    )));
+                };
+                Ok(world
+                    .links
+                    .get(inode)
+                    .map(|links| links.iter().cloned().collect())
+                    .unwrap_or_default())
             },
         )
     }
 
-    /// One jail after another, so that crash points come in a fixed order.
-    fn jails_running(&self, jails: &[JailSpec], _parallel: usize) -> Vec<HostResult<Option<bool>>> {
-        jails.iter().map(|jail| self.jail_running(jail)).collect()
+    fn rename_template(&self, from: &str, to: &str, expected: &TemplateId) -> HostResult<()> {
+        self.operate(
+            OperationKind::Rename,
+            to,
+            format!("rename {from} -> {to}"),
+            |world| world.rename(from, to, expected),
+        )
+    }
+
+    fn move_inside(&self, from: &str, to: &str, expected: &TemplateId) -> HostResult<()> {
+        self.operate(
+            OperationKind::Carry,
+            to,
+            format!("rename {from} -> {to}"),
+            |world| world.move_inside(from, to, expected),
+        )
+    }
+
+    fn copy_template(&self, from: &str, to: &str, expected: &TemplateId) -> HostResult<TemplateId> {
+        self.operate(
+            OperationKind::Copy,
+            to,
+            format!("copy {from} -> {to}"),
+            |world| world.copy(from, to, expected),
+        )
+    }
+
+    fn delete_template(&self, name: &str, expected: Option<&TemplateId>) -> HostResult<()> {
+        self.operate(
+            OperationKind::Delete,
+            name,
+            format!("delete {name}"),
+            |world| world.delete(name, expected),
+        )
+    }
+
+    fn fingerprint(&self, template: &str) -> HostResult<Fingerprint> {
+        self.operate(
+            OperationKind::Fingerprint,
+            template,
+            format!("fingerprint {template}"),
+            |world| world.fingerprint(template),
+        )
+    }
+
+    fn template_at(&self, root: &Path) -> HostResult<Option<TemplateId>> {
+        self.operate(
+            OperationKind::MountTable,
+            "",
+            format!("look at the template under {}", root.display()),
+            |world| Ok(world.template_at(root).map(TemplateId::Inode)),
+        )
     }
 
     fn mount(&self, mount: &MountSpec) -> HostResult<()> {
@@ -725,31 +1014,27 @@ impl Host for SimulatedHost {
         )
     }
 
-    fn mount_points(&self) -> HostResult<BTreeSet<PathBuf>> {
+    fn mount_table(&self) -> HostResult<BTreeMap<PathBuf, bool>> {
         self.operate(
             OperationKind::MountTable,
             "",
             "read the mount table".to_string(),
-            |world| Ok(world.mounts.iter().map(|m| m.target.clone()).collect()),
+            |world| {
+                Ok(world
+                    .mounts
+                    .iter()
+                    .map(|m| (m.target.clone(), m.read_only))
+                    .collect())
+            },
         )
     }
 
-    fn mounted_read_only(&self, target: &Path) -> HostResult<Option<bool>> {
-        self.operate(
-            OperationKind::MountTable,
-            "",
-            format!("read the mount table for {}", target.display()),
-            |world| Ok(world.visible_mount(target).map(|m| m.read_only)),
-        )
-    }
-
-    fn template_users(&self, store: &Path, template: &str) -> HostResult<Vec<PathBuf>> {
+    fn template_users(&self, template: &str) -> HostResult<Vec<PathBuf>> {
         self.operate(
             OperationKind::VerifyUnused,
             template,
             format!("find the mounts of {template}"),
             |world| {
-                world.check_store(store)?;
                 let Some(wanted) = world.templates.get(template).copied() else {
                     return Ok(Vec::new());
                 };
@@ -763,28 +1048,74 @@ impl Host for SimulatedHost {
         )
     }
 
-    fn rename(&self, store: &Path, from: &str, to: &str) -> HostResult<()> {
-        let kind = if from.contains('/') {
-            OperationKind::Carry
-        } else {
-            OperationKind::Rename
-        };
-        self.operate(kind, to, format!("rename {from} -> {to}"), |world| {
-            world.check_store(store)?;
-            world.rename(from, to)
-        })
-    }
-
-    fn inode(&self, store: &Path, relative: &str) -> HostResult<Option<u64>> {
+    fn stop_jail(&self, jail: &JailSpec) -> HostResult<()> {
+        let name = jail.name.clone();
         self.operate(
-            OperationKind::Inode,
-            relative,
-            format!("look at {relative}"),
-            |world| {
-                world.check_store(store)?;
-                Ok(world.resolve(relative))
+            OperationKind::Stop,
+            &jail.name,
+            format!("stop jail {name}"),
+            |world| match world.jails.get_mut(&name) {
+                Some(jail) => {
+                    jail.running = false;
+                    Ok(())
+                }
+                None => Err(HostError::Failed(format!("jail {name} does not exist"))),
             },
         )
+    }
+
+    fn start_jail(&self, jail: &JailSpec) -> HostResult<()> {
+        let name = jail.name.clone();
+        self.operate(
+            OperationKind::Start,
+            &jail.name,
+            format!("start jail {name}"),
+            |world| world.start(&name),
+        )
+    }
+
+    /// One jail after another, so that crash points come in a fixed order.
+    fn jails_running(&self, jails: &[JailSpec], _parallel: usize) -> Vec<HostResult<Option<bool>>> {
+        jails
+            .iter()
+            .map(|jail| {
+                let name = jail.name.clone();
+                self.operate(
+                    OperationKind::Status,
+                    &jail.name,
+                    format!("status of jail {name}"),
+                    |world| match world.jails.get(&name) {
+                        Some(jail) if jail.has_status => Ok(Some(jail.running)),
+                        Some(_) => Ok(None),
+                        None => Err(HostError::Failed(format!("jail {name} does not exist"))),
+                    },
+                )
+            })
+            .collect()
+    }
+
+    fn run_command(
+        &self,
+        command: &str,
+        _environment: &[(&str, &str)],
+        _timeout: Duration,
+    ) -> HostResult<CommandRun> {
+        let result = self.operate(
+            OperationKind::Command,
+            "",
+            format!("run `{command}`"),
+            |world| Ok(world.command(command)),
+        );
+        // A command that fails or hangs is an outcome of the command, not
+        // a failure to run it: it exits non-zero or times out.
+        match result {
+            Err(HostError::Failed(message)) => Ok(CommandRun {
+                status: (!message.contains("timed out")).then_some(1),
+                timed_out: message.contains("timed out"),
+                output_tail: message,
+            }),
+            other => other,
+        }
     }
 
     fn probe(
@@ -889,31 +1220,87 @@ mod tests {
     #[test]
     fn mounts_follow_the_inode_and_stack() {
         let (host, web, live, _) = world();
-        let store = Path::new(STORE);
-        host.rename(store, "mroot", "mroot.old").unwrap();
+        host.rename_template("mroot", "mroot.old", &TemplateId::Inode(live))
+            .unwrap();
         assert_eq!(host.snapshot().template_seen_by("web"), Some(live));
-        assert_eq!(host.template_users(store, "mroot.old").unwrap().len(), 1);
-        assert!(host.template_users(store, "mroot").unwrap().is_empty());
+        assert_eq!(
+            host.template_at(&web.path).unwrap(),
+            Some(TemplateId::Inode(live))
+        );
+        assert_eq!(host.template_users("mroot.old").unwrap().len(), 1);
+        assert!(host.template_users("mroot").unwrap().is_empty());
         host.mount(&web.mounts[1]).unwrap();
         assert_eq!(host.snapshot().mounts.len(), 3);
-        assert_eq!(host.mounted_read_only(&web.path).unwrap(), Some(true));
+        assert_eq!(host.mount_table().unwrap().get(&web.path), Some(&true));
     }
 
-    // Renames never replace, and paths inside templates move between them.
+    fn id(entry: Entry) -> Option<TemplateId> {
+        entry.found().map(|found| found.id.clone())
+    }
+
+    // Renames never replace, refuse an entry that is not the one expected
+    // (left where it is), and paths inside templates move between them.
     #[test]
     fn renames_refuse_to_replace() {
         let (host, _, live, new) = world();
-        let store = Path::new(STORE);
-        assert!(host.rename(store, "mroot.new", "mroot").is_err());
-        assert!(host.rename(store, "absent", "other").is_err());
-        assert!(host.rename(Path::new("/elsewhere"), "mroot", "x").is_err());
-        let carried = host.inode(store, "mroot/usr/ports").unwrap();
-        host.rename(store, "mroot/usr/ports", "mroot.new/usr/ports")
+        let (live_id, new_id) = (TemplateId::Inode(live), TemplateId::Inode(new));
+        assert!(host.rename_template("mroot.new", "mroot", &new_id).is_err());
+        assert!(host.rename_template("absent", "other", &new_id).is_err());
+        assert!(host
+            .rename_template("mroot.new", "other", &live_id)
+            .is_err());
+        assert_eq!(id(host.examine("mroot.new").unwrap()), Some(new_id.clone()));
+        let carried = id(host.examine("mroot/usr/ports").unwrap()).unwrap();
+        host.move_inside("mroot/usr/ports", "mroot.new/usr/ports", &carried)
             .unwrap();
-        assert_eq!(host.inode(store, "mroot/usr/ports").unwrap(), None);
-        assert_eq!(host.inode(store, "mroot.new/usr/ports").unwrap(), carried);
-        assert_eq!(host.inode(store, "mroot").unwrap(), Some(live));
-        assert_eq!(host.inode(store, "mroot.new").unwrap(), Some(new));
+        assert_eq!(host.examine("mroot/usr/ports").unwrap(), Entry::Absent);
+        assert_eq!(
+            id(host.examine("mroot.new/usr/ports").unwrap()),
+            Some(carried)
+        );
+        assert_eq!(id(host.examine("mroot").unwrap()), Some(live_id));
+        // An intruder where the staged template was is refused and stays.
+        host.replace_entry(
+            "mroot.new",
+            Some(Intruder::Symlink("/elsewhere".into())),
+            Some("moved"),
+        );
+        assert_eq!(host.examine("mroot.new").unwrap(), Entry::Symlink);
+        let error = host.rename_template("mroot.new", "x", &new_id).unwrap_err();
+        assert!(error.to_string().contains("left untouched"), "{error}");
+        assert_eq!(host.snapshot().templates.get("moved"), Some(&new));
+    }
+
+    // A copy is a new template with the same contents and fingerprint; a
+    // stage command naming it changes its fingerprint; delete removes it.
+    #[test]
+    fn copies_fingerprints_and_deletes() {
+        let (host, _, live, _) = world();
+        let live_id = TemplateId::Inode(live);
+        let copy = host.copy_template("mroot", ".stage", &live_id).unwrap();
+        assert_ne!(copy, live_id);
+        assert_eq!(
+            host.fingerprint(".stage").unwrap(),
+            host.fingerprint("mroot").unwrap()
+        );
+        assert_eq!(host.top_level_symlinks(".stage").unwrap(), ["etc"]);
+        let run = host
+            .run_command(
+                &format!("pkg -r {STORE}/.stage upgrade"),
+                &[],
+                Duration::ZERO,
+            )
+            .unwrap();
+        assert!(run.success());
+        assert_ne!(
+            host.fingerprint(".stage").unwrap(),
+            host.fingerprint("mroot").unwrap()
+        );
+        assert!(host.delete_template(".stage", Some(&live_id)).is_err());
+        host.delete_template(".stage", Some(&copy)).unwrap();
+        assert_eq!(host.examine(".stage").unwrap(), Entry::Absent);
+        // The live template is mounted: it cannot be deleted.
+        assert!(host.delete_template("mroot", None).is_err());
     }
 
     // A crash before an operation leaves no effect, after it the effect;
@@ -922,7 +1309,7 @@ mod tests {
     fn crashes_stop_the_world_before_or_after_the_effect() {
         for moment in [Moment::Before, Moment::After] {
             let (host, web, _, _) = world();
-            let mut hook = host.journal_hook();
+            let mut hook = host.commit_hook();
             assert!(!hook("begin", false));
             assert!(!hook("begin", true));
             let point = CrashPoint {
@@ -948,7 +1335,7 @@ mod tests {
             operation: 1,
             moment: Moment::After,
         });
-        let mut hook = host.journal_hook();
+        let mut hook = host.commit_hook();
         assert!(!hook("begin", false));
         assert!(hook("begin", true));
     }

@@ -9,6 +9,7 @@
 
 #![allow(dead_code)]
 
+use jailswap::host::Host;
 use jailswap::sandbox::{Sandbox, SandboxOptions};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -356,7 +357,7 @@ impl Env {
         self.sandbox.tear_down();
         change(self.store());
         let config = jailswap::config::Config::load(&self.sandbox.config).unwrap();
-        let host = jailswap::host::system(config.backend);
+        let host = jailswap::commands::host(&config);
         for jail in &config.jails {
             for mount in &jail.mounts {
                 host.mount(mount).unwrap();

@@ -1,19 +1,18 @@
-//! The host as FreeBSD runs it: the system's own tools.
+//! Mounts as FreeBSD makes them: the system's own tools.
 //!
 //! nullfs through `mount -t nullfs [-o ro] SOURCE TARGET`, `umount TARGET`
-//! (never `-f`), the mount table from `mount -p` (fstab format, spaces
-//! escaped as `\040`), jail commands through `/bin/sh -c` (by default
-//! `service jail start|stop NAME` and `jls -j NAME`). It is the default on
-//! FreeBSD and can be chosen elsewhere with `backend = "commands"`; the
-//! tests run it on Linux against recording stand-ins for these tools.
+//! (never `-f`), the mount table from `mount -p` (fstab format). It is the
+//! default on FreeBSD and can be chosen elsewhere with `backend =
+//! "commands"`; the tests run it on Linux against recording stand-ins for
+//! these tools.
 
-use super::{Host, HostError, HostResult};
+use super::system::Mounts;
+use super::{HostError, HostResult};
 use crate::fstab::{self, MountSpec};
-use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-pub struct CommandsHost;
+pub struct CommandMounts;
 
 fn run(program: &str, arguments: &[&str]) -> HostResult<String> {
     let output = Command::new(program)
@@ -71,7 +70,7 @@ pub fn parse_mount_p(text: &str) -> Vec<MountSpec> {
     table
 }
 
-impl Host for CommandsHost {
+impl Mounts for CommandMounts {
     fn mount(&self, spec: &MountSpec) -> HostResult<()> {
         let source = spec.source.to_string_lossy();
         let target = spec.target.to_string_lossy();
@@ -88,14 +87,7 @@ impl Host for CommandsHost {
         run("umount", &[target.to_string_lossy().as_ref()]).map(|_| ())
     }
 
-    fn mount_points(&self) -> HostResult<BTreeSet<PathBuf>> {
-        Ok(mount_table()?
-            .into_iter()
-            .map(|entry| entry.target)
-            .collect())
-    }
-
-    fn read_only_mounts(&self) -> HostResult<std::collections::BTreeMap<PathBuf, bool>> {
+    fn mount_table(&self) -> HostResult<std::collections::BTreeMap<PathBuf, bool>> {
         // In mount order, so the top of a stack of mounts wins.
         Ok(mount_table()?
             .into_iter()
@@ -106,19 +98,10 @@ impl Host for CommandsHost {
             .collect())
     }
 
-    fn mounted_read_only(&self, target: &Path) -> HostResult<Option<bool>> {
+    fn users_of(&self, template_path: &Path) -> HostResult<Vec<PathBuf>> {
         Ok(mount_table()?
             .into_iter()
-            .rev()
-            .find(|entry| entry.target == target)
-            .map(|entry| entry.read_only()))
-    }
-
-    fn template_users(&self, store_path: &Path, template: &str) -> HostResult<Vec<PathBuf>> {
-        let template_path = store_path.join(template);
-        Ok(mount_table()?
-            .into_iter()
-            .filter(|entry| entry.source.starts_with(&template_path))
+            .filter(|entry| entry.source.starts_with(template_path))
             .map(|entry| entry.target)
             .collect())
     }

@@ -5,8 +5,6 @@
 //! window (first stop to last start) is marked below, so the slow jail and
 //! the slow phase stand out at a glance.
 
-use crate::config::Config;
-use crate::error::Result;
 use crate::journal::StepRecord;
 use crate::plan::Action;
 use chrono::{DateTime, Utc};
@@ -24,6 +22,13 @@ fn letter(action: &Action) -> char {
         Action::Start { .. } => 'T',
         Action::Health { .. } => 'H',
         Action::Delete { .. } => 'D',
+        Action::VerifyReleased { .. } => 'V',
+        Action::Copy { .. } => 'C',
+        Action::Discard { .. } => 'D',
+        Action::Run { .. } => 'X',
+        Action::CheckLinks { .. } => 'L',
+        Action::Fingerprint { .. } => 'F',
+        Action::Publish { .. } => 'R',
     }
 }
 
@@ -120,18 +125,4 @@ pub fn render(title: &str, steps: &[StepRecord]) -> String {
     }
     out.push_str("S stop  U unmount  V verify  R rename  C carry  M mount  T start  H health  D delete  (lower case: undo)\n");
     out
-}
-
-pub fn show(config: &Config, id: i64) -> Result<u8> {
-    let (record, steps) = crate::app::load_transaction(config, id)?;
-    let title = format!(
-        "transaction {}: {} {} -> {} ({})",
-        record.id,
-        record.kind,
-        record.from_label,
-        record.to_label,
-        record.state.as_str()
-    );
-    print!("{}", render(&title, &steps));
-    Ok(0)
 }

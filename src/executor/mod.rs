@@ -1,0 +1,705 @@
+//! Runs a plan against the host, writing ahead to the journal.
+//!
+//! The protocol (docs/design.md has the full argument):
+//! 1. the whole plan is durable before the first action (`Journal::begin`);
+//! 2. before a wave runs, one commit marks its steps `started` (intent);
+//! 3. the wave's steps run, `parallel` jails at a time, a jail's own steps
+//!    in order;
+//! 4. one commit records each step's outcome before the next wave starts,
+//!    so a step's completion is durable before any step that depends on it.
+//!
+//! Any failure after the first stop turns the transaction to `rolling_back`
+//! (durable before the first undo). An all-at-once transaction undoes its
+//! completed steps in reverse, wave by wave, and then health-checks the old
+//! template's jails; a rolling one swaps the names back and restarts the
+//! jails that had moved, and only those, on the old template. A failed
+//! undo, or an unhealthy old template, leaves the transaction pending as
+//! `needs_operator`: nothing is deleted, and `recover` finishes it once the
+//! cause is fixed. The same code finishes interrupted transactions: recovery
+//! only decides the direction and marks what it observed.
+//!
+//! The journal can fail too (a full disk, an I/O error). A full disk first
+//! gets the journal's reserve back and the write tried again. A write that
+//! still fails ends the journaled run: the executor rolls back what it did
+//! from what it holds in memory, writing nothing, and then records the end
+//! in one commit if it can (exit 1), or leaves the transaction pending for
+//! `recover`, which observes the host before it acts (exit 2).
+
+mod actions;
+
+pub use actions::Actor;
+
+use crate::host::{Host, HostError};
+use crate::journal::{Journal, JournalError, StepRecord, StepResult, StepState, TxnState};
+use crate::plan::{Action, Phase, StepOutput, Strategy};
+use chrono::{DateTime, Utc};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    Forward,
+    Rollback,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Committed,
+    RolledBack,
+    NeedsOperator,
+    /// A rolling upgrade stopped after `--pause-after` healthy batches.
+    Paused,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Committed => "committed",
+            Outcome::RolledBack => "rolled_back",
+            Outcome::NeedsOperator => "needs_operator",
+            Outcome::Paused => "paused",
+        }
+    }
+
+    /// The documented exit code: 0 committed or paused, 1 rolled back, 2
+    /// needs operator.
+    pub fn exit_code(self) -> u8 {
+        match self {
+            Outcome::Committed | Outcome::Paused => crate::error::code::SUCCESS,
+            Outcome::RolledBack => crate::error::code::ROLLED_BACK,
+            Outcome::NeedsOperator => crate::error::code::NEEDS_OPERATOR,
+        }
+    }
+}
+
+/// Whether an action has taken effect on the host, as far as can be seen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Observation {
+    Done,
+    NotDone,
+    Unknown,
+}
+
+/// The process stops here and writes nothing more: a simulated crash of the
+/// crash tests.
+#[cfg(feature = "fault-injection")]
+#[derive(Debug)]
+pub struct Crash;
+
+/// Real runs never stop that way: without the crash tests' machinery there
+/// is no value of this type.
+#[cfg(not(feature = "fault-injection"))]
+#[derive(Debug)]
+pub enum Crash {}
+
+/// When a step and its undo ran.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Timing {
+    pub started: Option<DateTime<Utc>>,
+    pub finished: Option<DateTime<Utc>>,
+    pub undo_started: Option<DateTime<Utc>>,
+    pub undo_finished: Option<DateTime<Utc>>,
+}
+
+/// How the forward run ended.
+enum Forward {
+    Done,
+    Paused,
+    Failed(String),
+}
+
+/// A transaction being carried out.
+pub struct Executor<'a, H: Host + ?Sized> {
+    pub actor: Actor<'a, H>,
+    pub journal: &'a mut Journal,
+    pub id: i64,
+    /// The state of every step, as this process knows it: after each wave
+    /// the same as the journal's, unless the journal failed.
+    pub states: BTreeMap<u32, StepState>,
+    pub timing: BTreeMap<u32, Timing>,
+    /// Set by SIGINT/SIGTERM: finish the running wave, then roll back.
+    pub interrupted: &'a AtomicBool,
+    /// The journal failed: nothing more is written until the end.
+    lost: Option<JournalError>,
+}
+
+fn parse_time(text: &Option<String>) -> Option<DateTime<Utc>> {
+    text.as_deref()
+        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+        .map(|t| t.with_timezone(&Utc))
+}
+
+impl<'a, H: Host + ?Sized> Executor<'a, H> {
+    pub fn new(
+        actor: Actor<'a, H>,
+        journal: &'a mut Journal,
+        id: i64,
+        interrupted: &'a AtomicBool,
+    ) -> Self {
+        Executor {
+            actor,
+            journal,
+            id,
+            states: BTreeMap::new(),
+            timing: BTreeMap::new(),
+            interrupted,
+            lost: None,
+        }
+    }
+
+    /// Takes over what the journal holds of an interrupted run: states,
+    /// times, and what its steps produced (a stage's copy).
+    pub fn resume_from(&mut self, steps: &[StepRecord]) {
+        for step in steps {
+            self.states.insert(step.seq, step.state);
+            self.timing.insert(
+                step.seq,
+                Timing {
+                    started: parse_time(&step.started_at),
+                    finished: parse_time(&step.finished_at),
+                    undo_started: parse_time(&step.undo_started_at),
+                    undo_finished: parse_time(&step.undo_finished_at),
+                },
+            );
+            let output = step
+                .result
+                .as_deref()
+                .and_then(|text| serde_json::from_str::<StepOutput>(text).ok());
+            if let Some(StepOutput::Copy { id, .. }) = output {
+                if let Ok(mut copy) = self.actor.copy.lock() {
+                    *copy = Some(id);
+                }
+            }
+        }
+    }
+
+    /// Carries the transaction to a final state in `direction`, to
+    /// `needs_operator`, or (rolling, with a pause) to `paused`.
+    pub fn drive(&mut self, direction: Direction) -> Result<Outcome, Crash> {
+        if direction == Direction::Forward {
+            self.record(|journal, id| journal.set_state(id, TxnState::Running, None, None))?;
+            let cause = match self.forward()? {
+                Forward::Done => return self.finish(TxnState::Committed),
+                Forward::Paused => {
+                    self.record(|journal, id| journal.set_state(id, TxnState::Paused, None, None))?;
+                    if self.lost.is_none() {
+                        return Ok(Outcome::Paused);
+                    }
+                    self.lost_message()
+                }
+                Forward::Failed(cause) => cause,
+            };
+            self.actor
+                .reporter
+                .line(&format!("failed: {cause}; rolling back"));
+            self.record(|journal, id| {
+                journal.set_state(id, TxnState::RollingBack, None, Some(&cause))
+            })?;
+        } else {
+            self.record(|journal, id| journal.set_state(id, TxnState::RollingBack, None, None))?;
+        }
+        self.rollback()
+    }
+
+    fn lost_message(&self) -> String {
+        match &self.lost {
+            Some(error) => format!("the journal cannot be written: {error}"),
+            None => String::new(),
+        }
+    }
+
+    /// Writes to the journal unless it already failed. A full disk gets the
+    /// reserve back and one more try; a write that still fails marks the
+    /// journal lost, and the caller rolls back from memory.
+    fn record(
+        &mut self,
+        mut write: impl FnMut(&mut Journal, i64) -> Result<(), JournalError>,
+    ) -> Result<(), Crash> {
+        if self.lost.is_some() {
+            return Ok(());
+        }
+        let mut result = write(self.journal, self.id);
+        if let Err(error) = &result {
+            if error.disk_full() && self.journal.release_reserve() {
+                self.actor.reporter.line(
+                    "the journal's disk is full: gave back the space set aside for it and wrote again",
+                );
+                result = write(self.journal, self.id);
+            }
+        }
+        match result {
+            Ok(()) => Ok(()),
+            #[cfg(feature = "fault-injection")]
+            Err(error) if error.crashed() => Err(Crash),
+            Err(error) => {
+                self.actor.reporter.line(&format!(
+                    "the journal cannot be written ({error}); undoing what was done, from memory"
+                ));
+                self.lost = Some(error);
+                Ok(())
+            }
+        }
+    }
+
+    fn forward(&mut self) -> Result<Forward, Crash> {
+        let plan = self.actor.plan;
+        let waves = plan.waves(Phase::Forward);
+        for (index, wave) in waves.iter().enumerate() {
+            let seqs: Vec<u32> = plan
+                .steps
+                .iter()
+                .filter(|step| {
+                    step.wave == *wave
+                        && step.phase == Phase::Forward
+                        && self.states.get(&step.seq) != Some(&StepState::Done)
+                })
+                .map(|step| step.seq)
+                .collect();
+            if seqs.is_empty() {
+                continue;
+            }
+            if self.lost.is_some() {
+                return Ok(Forward::Failed(self.lost_message()));
+            }
+            if self.interrupted.load(Ordering::SeqCst) {
+                return Ok(Forward::Failed("interrupted by a signal".to_string()));
+            }
+            if let Some(error) = self.run_wave(&seqs, false, false)? {
+                return Ok(Forward::Failed(error));
+            }
+            if self.lost.is_some() {
+                return Ok(Forward::Failed(self.lost_message()));
+            }
+            // A rolling upgrade pauses once the batch it names passed its
+            // health checks (the last wave of that batch just ran).
+            if let Strategy::Rolling {
+                batches,
+                pause_after: Some(pause),
+            } = plan.strategy
+            {
+                let batch_of = |wave: Option<&u32>| {
+                    wave.and_then(|w| plan.steps.iter().find(|s| s.wave == *w))
+                        .and_then(|s| s.batch)
+                };
+                let this = batch_of(Some(wave));
+                let next = batch_of(waves.get(index + 1));
+                if this == Some(pause) && next != this && pause < batches {
+                    self.actor.reporter.line(&format!(
+                        "paused after batch {pause} of {batches}: `jailswap recover --resume` continues, `jailswap recover --rollback` undoes"
+                    ));
+                    return Ok(Forward::Paused);
+                }
+            }
+        }
+        Ok(Forward::Done)
+    }
+
+    fn needs_operator(&mut self, attention: String) -> Result<Outcome, Crash> {
+        self.actor.reporter.line(&attention);
+        if self.lost.is_some() {
+            self.record_despite_loss(TxnState::NeedsOperator, Some(&attention));
+            return Ok(Outcome::NeedsOperator);
+        }
+        self.record(|journal, id| {
+            journal.set_state(id, TxnState::NeedsOperator, Some(&attention), None)
+        })?;
+        self.record(|journal, id| journal.set_interrupted_recoveries(id, 0))?;
+        Ok(Outcome::NeedsOperator)
+    }
+
+    fn rollback(&mut self) -> Result<Outcome, Crash> {
+        let plan = self.actor.plan;
+        let undoable = |state: Option<&StepState>| {
+            matches!(
+                state,
+                Some(StepState::Done | StepState::Undoing | StepState::UndoFailed)
+            )
+        };
+        // A rolling upgrade undoes only the renames; the jails that moved
+        // restart below. The jails it must restart are decided first.
+        let rolling = plan.rolling();
+        let moved: BTreeSet<String> = plan
+            .steps
+            .iter()
+            .filter(|step| {
+                step.phase == Phase::Forward
+                    && self
+                        .states
+                        .get(&step.seq)
+                        .is_some_and(|state| state.may_be_in_effect())
+            })
+            .chain(plan.steps.iter().filter(|step| {
+                // A restart that already began is finished, whatever else.
+                step.phase == Phase::AfterRollback
+                    && self
+                        .states
+                        .get(&step.seq)
+                        .is_some_and(|state| *state != StepState::Planned)
+            }))
+            .filter_map(|step| step.action.jail().map(str::to_string))
+            .collect();
+        for wave in plan.waves(Phase::Forward).into_iter().rev() {
+            let mut seqs: Vec<u32> = plan
+                .steps
+                .iter()
+                .filter(|step| {
+                    step.wave == wave
+                        && step.phase == Phase::Forward
+                        && step.action.undo().is_some()
+                        && (!rolling || step.action.jail().is_none())
+                        && undoable(self.states.get(&step.seq))
+                })
+                .map(|step| step.seq)
+                .collect();
+            if seqs.is_empty() {
+                continue;
+            }
+            seqs.reverse();
+            if let Some(error) = self.run_wave(&seqs, true, false)? {
+                return self.needs_operator(format!(
+                    "rollback could not be completed: {error}; fix the cause, then run `jailswap recover` (it retries the rollback)"
+                ));
+            }
+        }
+        for wave in plan.waves(Phase::AfterRollback) {
+            let seqs: Vec<u32> = plan
+                .steps
+                .iter()
+                .filter(|step| step.wave == wave && step.phase == Phase::AfterRollback)
+                .filter(|step| {
+                    !rolling
+                        || (step.action.jail().is_some_and(|jail| moved.contains(jail))
+                            && (matches!(step.action, Action::Health { .. })
+                                || self.states.get(&step.seq) != Some(&StepState::Done)))
+                })
+                .map(|step| step.seq)
+                .collect();
+            if seqs.is_empty() {
+                continue;
+            }
+            if let Some(error) = self.run_wave(&seqs, false, true)? {
+                return self.needs_operator(format!(
+                    "rolled back to {}, but its jails are not healthy: {error}; fix them, then run `jailswap recover`",
+                    plan.from_label
+                ));
+            }
+        }
+        self.finish(TxnState::RolledBack)
+    }
+
+    /// Makes the transaction final, in the journal if it can.
+    fn finish(&mut self, state: TxnState) -> Result<Outcome, Crash> {
+        let outcome = if state == TxnState::Committed {
+            Outcome::Committed
+        } else {
+            Outcome::RolledBack
+        };
+        if self.lost.is_some() {
+            if self.record_despite_loss(state, None) {
+                return Ok(outcome);
+            }
+            return Ok(Outcome::NeedsOperator);
+        }
+        let (total, per_jail) = self.downtime();
+        self.record(|journal, id| journal.finish(id, state, total, Some(&per_jail), &[]))?;
+        if self.lost.is_some() && !self.record_despite_loss(state, None) {
+            return Ok(Outcome::NeedsOperator);
+        }
+        Ok(outcome)
+    }
+
+    /// After the journal failed: one commit that records every step as this
+    /// process knows it and the end it reached. Returns whether it took.
+    fn record_despite_loss(&mut self, state: TxnState, attention: Option<&str>) -> bool {
+        let steps: Vec<(u32, StepState)> = self.states.iter().map(|(s, st)| (*s, *st)).collect();
+        let (total, per_jail) = self.downtime();
+        let attempt = |journal: &mut Journal| -> Result<(), JournalError> {
+            if state.is_final() {
+                journal.finish(self.id, state, total, Some(&per_jail), &steps)
+            } else {
+                journal.set_step_states(self.id, &steps)?;
+                journal.set_state(self.id, state, attention, None)
+            }
+        };
+        let mut result = attempt(self.journal);
+        if result.as_ref().is_err_and(|error| error.disk_full()) && self.journal.release_reserve() {
+            result = attempt(self.journal);
+        }
+        match result {
+            Ok(()) => {
+                self.actor.reporter.line(&format!(
+                    "the journal could be written again: it records the transaction as {}",
+                    state.as_str()
+                ));
+                true
+            }
+            Err(error) => {
+                self.actor.reporter.line(&format!(
+                    "the host is back on {} but the journal cannot record it ({error}); free room for it, then run `jailswap recover`, which looks at the host and finishes the record",
+                    self.actor.plan.from_label
+                ));
+                false
+            }
+        }
+    }
+
+    /// Runs one wave: intent commit, the actions, completion commit.
+    /// Returns the first failure of the wave, if any.
+    fn run_wave(
+        &mut self,
+        seqs: &[u32],
+        undo: bool,
+        observe_first: bool,
+    ) -> Result<Option<String>, Crash> {
+        // Intent: durable before any action of the wave. A crash after this
+        // commit leaves the steps `started`/`undoing`, which recovery
+        // resolves by observing the host before it acts.
+        self.record(|journal, id| journal.mark_started(id, seqs, undo))?;
+        if self.lost.is_some() {
+            // Nothing of this wave ran.
+            return Ok(Some(self.lost_message()));
+        }
+        for seq in seqs {
+            self.states.insert(
+                *seq,
+                if undo {
+                    StepState::Undoing
+                } else {
+                    StepState::Started
+                },
+            );
+        }
+
+        // Group by jail: a jail's steps run in the given order, jails in parallel.
+        let mut groups: Vec<(Option<String>, Vec<u32>)> = Vec::new();
+        for seq in seqs {
+            let Some(step) = self.actor.plan.step(*seq) else {
+                continue;
+            };
+            let key = step.action.jail().map(str::to_string);
+            match groups
+                .iter_mut()
+                .find(|(group_key, _)| key.is_some() && *group_key == key)
+            {
+                Some((_, members)) => members.push(*seq),
+                None => groups.push((key, vec![*seq])),
+            }
+        }
+        let queue = Mutex::new(groups.into_iter().collect::<VecDeque<_>>());
+        let results = Mutex::new(Vec::with_capacity(seqs.len()));
+        let failed = AtomicBool::new(false);
+        let crash = AtomicBool::new(false);
+        let workers = self
+            .actor
+            .plan
+            .parallel
+            .max(1)
+            .min(queue.lock().map(|q| q.len()).unwrap_or(1))
+            .max(1);
+
+        let actor = &self.actor;
+        let work = || loop {
+            let next = queue.lock().ok().and_then(|mut q| q.pop_front());
+            let Some((_, members)) = next else { break };
+            for seq in members {
+                if failed.load(Ordering::SeqCst) || crash.load(Ordering::SeqCst) {
+                    // A sibling failed: steps that did not start keep their state.
+                    let state = if undo {
+                        StepState::Done
+                    } else {
+                        StepState::Planned
+                    };
+                    if let Ok(mut r) = results.lock() {
+                        r.push((
+                            StepResult {
+                                seq,
+                                state,
+                                started_at: None,
+                                finished_at: None,
+                                error: None,
+                                output: None,
+                            },
+                            false,
+                        ));
+                    }
+                    continue;
+                }
+                let Some(step) = actor.plan.step(seq) else {
+                    continue;
+                };
+                let action = if undo {
+                    step.action.undo()
+                } else {
+                    Some(step.action.clone())
+                };
+                let Some(action) = action else { continue };
+                let started_at = Utc::now();
+                let outcome = actor.perform(&action, observe_first);
+                let finished_at = Utc::now();
+                let (state, error, output, counted) = match outcome {
+                    Ok(output) => (
+                        if undo {
+                            StepState::Undone
+                        } else {
+                            StepState::Done
+                        },
+                        None,
+                        output,
+                        false,
+                    ),
+                    #[cfg(feature = "fault-injection")]
+                    Err(HostError::Crashed) => {
+                        crash.store(true, Ordering::SeqCst);
+                        return;
+                    }
+                    Err(HostError::Failed(message) | HostError::Denied(message)) => {
+                        failed.store(true, Ordering::SeqCst);
+                        (
+                            actor.state_after_failure(&step.action, undo),
+                            Some(message),
+                            None,
+                            true,
+                        )
+                    }
+                };
+                actor
+                    .reporter
+                    .step(&action, started_at, finished_at, error.as_deref(), undo);
+                if let Ok(mut r) = results.lock() {
+                    r.push((
+                        StepResult {
+                            seq,
+                            state,
+                            started_at: Some(started_at),
+                            finished_at: Some(finished_at),
+                            error,
+                            output: output.and_then(|o| serde_json::to_string(&o).ok()),
+                        },
+                        counted,
+                    ));
+                }
+            }
+        };
+        if workers == 1 {
+            work();
+        } else {
+            std::thread::scope(|scope| {
+                for _ in 0..workers {
+                    scope.spawn(work);
+                }
+            });
+        }
+        #[cfg(feature = "fault-injection")]
+        if crash.load(Ordering::SeqCst) {
+            return Err(Crash);
+        }
+        let mut collected = results.into_inner().unwrap_or_default();
+        collected.sort_by_key(|(result, _)| result.seq);
+        let first_error = collected
+            .iter()
+            .find(|(_, counted)| *counted)
+            .and_then(|(result, _)| {
+                let step = self.actor.plan.step(result.seq)?;
+                let error = result.error.clone().unwrap_or_default();
+                Some(match (undo, step.action.undo()) {
+                    (true, Some(reverse)) => format!(
+                        "undo of step {} ({}): {}: {error}",
+                        step.seq,
+                        step.action.describe(),
+                        reverse.describe()
+                    ),
+                    _ => format!("{}: {error}", step.action.describe()),
+                })
+            });
+        let results: Vec<StepResult> = collected.into_iter().map(|(result, _)| result).collect();
+        // Memory first: if the completion cannot be written, the rollback
+        // from memory knows exactly what this wave did.
+        for result in &results {
+            self.states.insert(result.seq, result.state);
+            let timing = self.timing.entry(result.seq).or_default();
+            if undo {
+                timing.undo_started = result.started_at.or(timing.undo_started);
+                timing.undo_finished = result.finished_at.or(timing.undo_finished);
+            } else {
+                timing.started = result.started_at.or(timing.started);
+                timing.finished = result.finished_at.or(timing.finished);
+            }
+        }
+        // Completion: durable before the next wave, which may depend on it.
+        self.record(|journal, id| journal.mark_finished(id, &results, undo))?;
+        Ok(first_error)
+    }
+
+    /// Downtime in total and per jail, from the steps' times. A jail is down
+    /// from a stop's start to the next start's end (or the stop's undo); a
+    /// rolling restart after a rollback is a second outage of that jail.
+    /// All at once, the total is the host-wide window from the first stop
+    /// to the last start; rolling, it is the longest single jail's outage.
+    pub fn downtime(&self) -> (Option<i64>, String) {
+        let plan = self.actor.plan;
+        let mut events: BTreeMap<&str, Vec<(DateTime<Utc>, bool)>> = BTreeMap::new();
+        for step in &plan.steps {
+            let (Some(jail), Some(timing)) = (step.action.jail(), self.timing.get(&step.seq))
+            else {
+                continue;
+            };
+            let state = self.states.get(&step.seq).copied();
+            match &step.action {
+                Action::Stop { .. } => {
+                    if let Some(down) = timing.started.filter(|_| state != Some(StepState::Planned))
+                    {
+                        events.entry(jail).or_default().push((down, false));
+                    }
+                    if let Some(up) = timing
+                        .undo_finished
+                        .filter(|_| state == Some(StepState::Undone))
+                    {
+                        events.entry(jail).or_default().push((up, true));
+                    }
+                }
+                Action::Start { .. } if state == Some(StepState::Done) => {
+                    if let Some(up) = timing.finished {
+                        events.entry(jail).or_default().push((up, true));
+                    }
+                }
+                _ => {}
+            }
+        }
+        let mut per_jail = serde_json::Map::new();
+        let mut window: Option<(DateTime<Utc>, DateTime<Utc>)> = None;
+        let mut longest: Option<i64> = None;
+        for (jail, mut list) in events {
+            list.sort();
+            let mut down_since: Option<DateTime<Utc>> = None;
+            let mut total = 0i64;
+            let mut complete = false;
+            for (at, up) in list {
+                match (up, down_since) {
+                    (false, None) => down_since = Some(at),
+                    (true, Some(since)) => {
+                        let outage = (at - since).num_milliseconds().max(0);
+                        total += outage;
+                        longest = Some(longest.unwrap_or(0).max(outage));
+                        window = Some(match window {
+                            None => (since, at),
+                            Some((first, last)) => (first.min(since), last.max(at)),
+                        });
+                        down_since = None;
+                        complete = true;
+                    }
+                    _ => {}
+                }
+            }
+            if complete {
+                per_jail.insert(jail.to_string(), serde_json::Value::from(total));
+            }
+        }
+        let total = if self.actor.plan.rolling() {
+            longest
+        } else {
+            window.map(|(first, last)| (last - first).num_milliseconds().max(0))
+        };
+        (total, serde_json::Value::Object(per_jail).to_string())
+    }
+}

@@ -1,0 +1,903 @@
+//! The write-ahead journal: the only module that speaks SQL.
+//!
+//! SQLite in WAL mode with `synchronous=FULL`: a transaction of the journal
+//! is on disk when `commit` returns, so every "durable before" of the
+//! protocol (docs/design.md) is one SQLite commit. The schema is the
+//! ordered migrations of the repository's `journal/` folder, applied by
+//! `PRAGMA user_version`.
+//!
+//! The journal names commands that `recover` runs as root, so it is trusted
+//! only when nobody else could have written it: run as root, the journal,
+//! its directory and the files beside it must be owned by root and writable
+//! by nobody else, or every command refuses (74) before it reads a step.
+//! Files the journal creates are 0600 in a directory created 0700, whatever
+//! the umask.
+//!
+//! A transaction must be able to finish in either direction even when the
+//! journal's file system fills up: before the first stop, a reserve file of
+//! the size the rest of the transaction could need is set aside beside the
+//! journal (`journal.sqlite.reserve`); when a write finds the disk full, the
+//! reserve is given back and the write tried again.
+
+mod audit;
+mod records;
+
+pub use audit::Verdict;
+pub use records::{
+    now, shell_words, timestamp, Audit, StepRecord, StepResult, StepState, TxnRecord, TxnState,
+};
+
+use crate::plan::{Plan, TransactionKind};
+use crate::template::TemplateId;
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+/// The migrations, in order; the n-th brings the schema to version n.
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../journal/0001_initial.sql"),
+    include_str!("../../journal/0002_audit_chain.sql"),
+    include_str!("../../journal/0003_identities_batches_results.sql"),
+];
+
+/// Why the journal failed.
+#[derive(Debug)]
+pub enum Cause {
+    Sqlite(rusqlite::Error),
+    Io(std::io::Error),
+    /// The journal holds something it never writes.
+    Corrupt(String),
+    /// The audit chain does not verify: a record was edited or removed.
+    Tampered(String),
+    /// A file of the journal could have been written by someone else.
+    Untrusted {
+        file: PathBuf,
+        why: String,
+        fix: String,
+    },
+    /// There is no room to set the reserve aside.
+    NoRoom {
+        needed: u64,
+        error: std::io::Error,
+    },
+    /// The process is considered dead here (crash tests only).
+    #[cfg(feature = "fault-injection")]
+    Crashed,
+}
+
+impl From<rusqlite::Error> for Cause {
+    fn from(error: rusqlite::Error) -> Cause {
+        Cause::Sqlite(error)
+    }
+}
+
+impl From<std::io::Error> for Cause {
+    fn from(error: std::io::Error) -> Cause {
+        Cause::Io(error)
+    }
+}
+
+/// A failure of the journal at `path`: exit 74.
+#[derive(Debug)]
+pub struct JournalError {
+    pub path: PathBuf,
+    pub cause: Cause,
+}
+
+impl std::error::Error for JournalError {}
+
+impl std::fmt::Display for JournalError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let shown = self.path.display().to_string();
+        match &self.cause {
+            Cause::Sqlite(rusqlite::Error::SqliteFailure(failure, detail)) => {
+                let what = match failure.code {
+                    rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase => {
+                        "is corrupt"
+                    }
+                    rusqlite::ErrorCode::ReadOnly
+                    | rusqlite::ErrorCode::CannotOpen
+                    | rusqlite::ErrorCode::PermissionDenied => "cannot be opened for writing",
+                    rusqlite::ErrorCode::DiskFull => "cannot grow: the disk is full",
+                    _ => "cannot be used",
+                };
+                let detail = detail.as_deref().unwrap_or("");
+                write!(f, "journal {shown:?} {what}: {failure} {detail}")
+            }
+            Cause::Sqlite(error) => write!(f, "journal {shown:?} cannot be used: {error}"),
+            Cause::Io(error) => write!(f, "journal {shown:?} cannot be opened: {error}"),
+            Cause::Corrupt(why) => write!(f, "journal {shown:?} is corrupt: {why}"),
+            Cause::Tampered(why) => write!(f, "journal {shown:?} does not verify: {why}"),
+            Cause::Untrusted { file, why, .. } => write!(
+                f,
+                "journal {shown:?} is not trusted: {:?} {why}; the journal names commands that run as root",
+                file.display().to_string()
+            ),
+            Cause::NoRoom { needed, error } => write!(
+                f,
+                "journal {shown:?} has no room to finish a transaction: cannot set {needed} bytes aside beside it: {error}"
+            ),
+            #[cfg(feature = "fault-injection")]
+            Cause::Crashed => write!(f, "simulated crash at a journal commit"),
+        }
+    }
+}
+
+impl JournalError {
+    /// What the operator can do, for the `help:` line.
+    pub fn help(&self) -> String {
+        let backup = backup_path(&self.path);
+        let backup_hint = if backup.exists() {
+            format!(
+                "; a copy as of the last finished transaction is at {:?}",
+                backup.display().to_string()
+            )
+        } else {
+            String::new()
+        };
+        match &self.cause {
+            Cause::Sqlite(rusqlite::Error::SqliteFailure(failure, _)) => match failure.code {
+                rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase => format!(
+                    "move it aside and restore a copy{backup_hint}; the host itself was not changed"
+                ),
+                rusqlite::ErrorCode::ReadOnly
+                | rusqlite::ErrorCode::CannotOpen
+                | rusqlite::ErrorCode::PermissionDenied => {
+                    "check that its file system is mounted read-write and that jailswap runs as root".into()
+                }
+                rusqlite::ErrorCode::DiskFull => "free space on its file system".into(),
+                _ => format!("check the file{backup_hint}"),
+            },
+            Cause::Corrupt(_) => format!(
+                "move it aside and restore a copy{backup_hint}; the host itself was not changed"
+            ),
+            Cause::Tampered(_) => format!(
+                "compare with the copy at {:?} and with the system logs; the host itself was not changed",
+                backup.display().to_string()
+            ),
+            Cause::Io(_) => "check that its directory exists and is writable, and that jailswap runs as root".into(),
+            Cause::Untrusted { fix, .. } => format!("{fix}; nothing was changed"),
+            Cause::NoRoom { .. } => format!(
+                "free space on the file system of {:?}; nothing was changed",
+                self.path.display().to_string()
+            ),
+            Cause::Sqlite(_) => format!("check the file{backup_hint}"),
+            #[cfg(feature = "fault-injection")]
+            Cause::Crashed => String::new(),
+        }
+    }
+
+    /// Whether the disk under the journal is full.
+    pub fn disk_full(&self) -> bool {
+        match &self.cause {
+            Cause::Sqlite(rusqlite::Error::SqliteFailure(failure, _)) => {
+                failure.code == rusqlite::ErrorCode::DiskFull
+            }
+            Cause::Io(error) => error.raw_os_error() == Some(libc::ENOSPC),
+            _ => false,
+        }
+    }
+
+    /// Whether the process is considered dead (crash tests only).
+    pub fn crashed(&self) -> bool {
+        #[cfg(feature = "fault-injection")]
+        if matches!(self.cause, Cause::Crashed) {
+            return true;
+        }
+        false
+    }
+}
+
+/// What an injected fault does at a journal commit (crash tests only).
+#[cfg(feature = "fault-injection")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// The process dies here.
+    Crash,
+    /// The write fails as on a full disk (SQLITE_FULL, ENOSPC).
+    DiskFull,
+    /// The write fails as on a failing disk (SQLITE_IOERR, EIO).
+    IoError,
+}
+
+/// Called around every commit with the commit's name and whether it already
+/// happened; the answer injects a fault there (crash tests only).
+#[cfg(feature = "fault-injection")]
+pub type FaultHook = Box<dyn FnMut(&'static str, bool) -> Option<Fault> + Send>;
+
+/// A connection to the journal file.
+pub struct Journal {
+    connection: Connection,
+    path: PathBuf,
+    #[cfg(feature = "fault-injection")]
+    fault: Option<FaultHook>,
+}
+
+/// Where a copy of the journal as of the last finished transaction is kept.
+pub fn backup_path(path: &Path) -> PathBuf {
+    companion(path, ".backup")
+}
+
+/// The reserve set aside beside the journal.
+pub fn reserve_path(path: &Path) -> PathBuf {
+    companion(path, ".reserve")
+}
+
+fn companion(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+/// The files that make up the journal, for the trust check.
+fn journal_files(path: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = ["", "-wal", "-shm", ".backup", ".reserve"]
+        .iter()
+        .map(|suffix| companion(path, suffix))
+        .collect();
+    if let Some(directory) = path.parent() {
+        let commands = directory.join("commands");
+        if let Ok(entries) = std::fs::read_dir(&commands) {
+            files.extend(entries.flatten().map(|entry| entry.path()));
+        }
+        files.push(commands);
+        files.push(directory.join("lock"));
+        files.insert(0, directory.to_path_buf());
+    }
+    files
+}
+
+/// Run as root, refuses a journal that someone else could have written: its
+/// directory, the journal and every file beside it must be owned by root
+/// and not writable by group or others.
+pub fn check_trust(path: &Path) -> Result<(), JournalError> {
+    if !nix::unistd::geteuid().is_root() {
+        return Ok(());
+    }
+    for file in journal_files(path) {
+        let meta = match std::fs::symlink_metadata(&file) {
+            Ok(meta) => meta,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(error) => {
+                return Err(JournalError {
+                    path: path.to_path_buf(),
+                    cause: Cause::Io(error),
+                })
+            }
+        };
+        let shown = file.display().to_string();
+        let untrusted = |why: String, fix: String| JournalError {
+            path: path.to_path_buf(),
+            cause: Cause::Untrusted {
+                file: file.clone(),
+                why,
+                fix,
+            },
+        };
+        if meta.file_type().is_symlink() {
+            return Err(untrusted(
+                "is a symbolic link".into(),
+                format!("replace {shown:?} by the file itself"),
+            ));
+        }
+        if meta.uid() != 0 {
+            return Err(untrusted(
+                format!("is owned by uid {}, not root", meta.uid()),
+                format!("check who changed it, then chown root {shown:?}"),
+            ));
+        }
+        if meta.mode() & 0o022 != 0 {
+            return Err(untrusted(
+                format!(
+                    "is writable by group or others (mode {:o})",
+                    meta.mode() & 0o7777
+                ),
+                format!("check who changed it, then chmod go-w {shown:?}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Creates the journal's directory (0700) when it does not exist.
+pub fn create_directory(path: &Path) -> std::io::Result<()> {
+    match path.parent() {
+        Some(directory) if !directory.exists() => std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(directory),
+        _ => Ok(()),
+    }
+}
+
+impl Journal {
+    /// Opens the journal for writing, creating it (0600, directory 0700)
+    /// when it does not exist yet, after checking that it can be trusted.
+    pub fn open(path: &Path) -> Result<Journal, JournalError> {
+        check_trust(path)?;
+        Journal::open_inner(path, true).map_err(|cause| JournalError {
+            path: path.to_path_buf(),
+            cause,
+        })
+    }
+
+    /// Opens an existing journal for reading; `None` when there is none yet.
+    pub fn open_read(path: &Path) -> Result<Option<Journal>, JournalError> {
+        check_trust(path)?;
+        if !path.exists() {
+            return Ok(None);
+        }
+        Journal::open_inner(path, false)
+            .map(Some)
+            .map_err(|cause| JournalError {
+                path: path.to_path_buf(),
+                cause,
+            })
+    }
+
+    fn open_inner(path: &Path, write: bool) -> Result<Journal, Cause> {
+        if write {
+            create_directory(path)?;
+            // Create the file ourselves so that its mode is 0600 from the
+            // start; SQLite gives its -wal and -shm files the same mode.
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .mode(0o600)
+                .open(path)?;
+            let permissions = std::fs::metadata(path)?.permissions();
+            if permissions.mode() & 0o077 != 0 {
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+            }
+        }
+        let flags = if write {
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        } else {
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        };
+        let connection = Connection::open_with_flags(path, flags)?;
+        connection.busy_timeout(std::time::Duration::from_secs(5))?;
+        let integrity: String = connection.query_row("PRAGMA quick_check", [], |row| row.get(0))?;
+        if integrity != "ok" {
+            return Err(Cause::Corrupt(format!(
+                "integrity check failed: {integrity}"
+            )));
+        }
+        let mut journal = Journal {
+            connection,
+            path: path.to_path_buf(),
+            #[cfg(feature = "fault-injection")]
+            fault: None,
+        };
+        if write {
+            let mode: String =
+                journal
+                    .connection
+                    .query_row("PRAGMA journal_mode=WAL", [], |row| row.get(0))?;
+            if mode != "wal" {
+                return Err(Cause::Corrupt(format!(
+                    "cannot switch to WAL mode (got {mode})"
+                )));
+            }
+            journal
+                .connection
+                .pragma_update(None, "synchronous", "FULL")?;
+            journal
+                .connection
+                .pragma_update(None, "foreign_keys", true)?;
+            journal.migrate()?;
+        } else {
+            journal.check_version()?;
+        }
+        Ok(journal)
+    }
+
+    fn check_version(&self) -> Result<usize, Cause> {
+        let version: usize = self
+            .connection
+            .query_row("PRAGMA user_version", [], |row| row.get(0))?;
+        if version > MIGRATIONS.len() {
+            return Err(Cause::Corrupt(format!(
+                "schema version {version} is newer than this jailswap knows ({})",
+                MIGRATIONS.len()
+            )));
+        }
+        Ok(version)
+    }
+
+    fn migrate(&mut self) -> Result<(), Cause> {
+        let version = self.check_version()?;
+        for (index, migration) in MIGRATIONS.iter().enumerate().skip(version) {
+            let transaction = self.connection.transaction()?;
+            transaction.execute_batch(migration)?;
+            transaction.pragma_update(None, "user_version", index + 1)?;
+            transaction.commit()?;
+        }
+        Ok(())
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn error(&self, cause: Cause) -> JournalError {
+        JournalError {
+            path: self.path.clone(),
+            cause,
+        }
+    }
+
+    /// Installs a fault hook (crash tests only).
+    #[cfg(feature = "fault-injection")]
+    pub fn set_fault_hook(&mut self, hook: Option<FaultHook>) {
+        self.fault = hook;
+    }
+
+    /// Asks the fault hook what happens at this point of a commit.
+    #[allow(unused_variables)]
+    fn fault_point(&mut self, name: &'static str, after: bool) -> Result<(), JournalError> {
+        #[cfg(feature = "fault-injection")]
+        if let Some(fault) = self.fault.as_mut().and_then(|hook| hook(name, after)) {
+            let failure = |code: i32| {
+                Cause::Sqlite(rusqlite::Error::SqliteFailure(
+                    rusqlite::ffi::Error::new(code),
+                    Some(format!("injected at journal commit {name:?}")),
+                ))
+            };
+            return Err(self.error(match fault {
+                Fault::Crash => Cause::Crashed,
+                Fault::DiskFull => failure(rusqlite::ffi::SQLITE_FULL),
+                Fault::IoError => failure(rusqlite::ffi::SQLITE_IOERR),
+            }));
+        }
+        Ok(())
+    }
+
+    /// Runs one commit named `name`, with the fault points around it.
+    fn commit<T>(
+        &mut self,
+        name: &'static str,
+        work: impl FnOnce(&mut Connection) -> Result<T, Cause>,
+    ) -> Result<T, JournalError> {
+        self.fault_point(name, false)?;
+        let value = work(&mut self.connection).map_err(|cause| self.error(cause))?;
+        self.fault_point(name, true)?;
+        Ok(value)
+    }
+
+    /// Sets `bytes` aside beside the journal (see the module essay); fails
+    /// when there is no room, before anything was changed.
+    pub fn ensure_reserve(&self, bytes: u64) -> Result<(), JournalError> {
+        let path = reserve_path(&self.path);
+        if std::fs::metadata(&path).is_ok_and(|meta| meta.len() >= bytes) {
+            return Ok(());
+        }
+        let made = (|| -> std::io::Result<()> {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .write(true)
+                .truncate(false)
+                .mode(0o600)
+                .open(&path)?;
+            // Written, not only sized: blocks must really be taken, on any
+            // file system.
+            let mut writer = std::io::BufWriter::new(&file);
+            let block = vec![0u8; 64 * 1024];
+            let mut written = file.metadata()?.len();
+            std::io::Seek::seek(&mut writer, std::io::SeekFrom::Start(written))?;
+            // Bounded by `bytes`.
+            while written < bytes {
+                let length = block.len().min((bytes - written) as usize);
+                std::io::Write::write_all(&mut writer, &block[..length])?;
+                written += length as u64;
+            }
+            std::io::Write::flush(&mut writer)?;
+            drop(writer);
+            file.sync_all()
+        })();
+        made.map_err(|error| {
+            let _ = std::fs::remove_file(&path);
+            self.error(Cause::NoRoom {
+                needed: bytes,
+                error,
+            })
+        })
+    }
+
+    /// Gives the reserve back to the file system; true when there was one.
+    pub fn release_reserve(&self) -> bool {
+        std::fs::remove_file(reserve_path(&self.path)).is_ok()
+    }
+
+    /// Writes the whole plan in one commit: after it returns, recovery can
+    /// finish or undo anything the transaction will do.
+    pub fn begin(&mut self, plan: &Plan, audit: &Audit) -> Result<i64, JournalError> {
+        let plan_json =
+            serde_json::to_string(plan).map_err(|e| self.error(Cause::Corrupt(e.to_string())))?;
+        self.commit("begin", |connection| {
+            let transaction = connection.transaction()?;
+            transaction.execute(
+                "INSERT INTO txn (kind, state, store, live, target, archive_as, from_label, to_label, from_inode, to_inode,
+                                  plan, started_at, user, uid, hostname, command_line, reason, from_fingerprint, to_fingerprint,
+                                  from_id, to_id)
+                 VALUES (?1, 'running', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)",
+                params![
+                    plan.kind.as_str(),
+                    plan.store.to_string_lossy(),
+                    plan.live,
+                    plan.target,
+                    plan.archive_as,
+                    plan.from_label,
+                    plan.to_label,
+                    plan.live_id.inode() as i64,
+                    plan.target_id.inode() as i64,
+                    plan_json,
+                    now(),
+                    audit.user,
+                    audit.uid,
+                    audit.hostname,
+                    audit.command_line,
+                    audit.reason,
+                    audit.from_fingerprint,
+                    audit.to_fingerprint,
+                    plan.live_id.to_text(),
+                    plan.target_id.to_text(),
+                ],
+            )?;
+            let id = transaction.last_insert_rowid();
+            {
+                let mut insert = transaction.prepare(
+                    "INSERT INTO step (txn_id, seq, wave, phase, action, jail, detail, state, batch) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'planned', ?8)",
+                )?;
+                for step in &plan.steps {
+                    let detail = serde_json::to_string(&step.action)
+                        .map_err(|e| Cause::Corrupt(e.to_string()))?;
+                    insert.execute(params![
+                        id,
+                        step.seq,
+                        step.wave,
+                        step.phase.as_str(),
+                        step.action.verb(),
+                        step.action.jail(),
+                        detail,
+                        step.batch,
+                    ])?;
+                }
+            }
+            transaction.commit()?;
+            Ok(id)
+        })
+    }
+
+    /// Records the intent of a wave: these steps (or their undos) are about
+    /// to run. One commit for the whole wave.
+    pub fn mark_started(&mut self, id: i64, seqs: &[u32], undo: bool) -> Result<(), JournalError> {
+        let state = if undo {
+            StepState::Undoing
+        } else {
+            StepState::Started
+        };
+        let states: Vec<(u32, StepState)> = seqs.iter().map(|seq| (*seq, state)).collect();
+        self.update_step_states(id, &states, "intent")
+    }
+
+    /// Records the outcome of a wave's steps (or undos). One commit.
+    pub fn mark_finished(
+        &mut self,
+        id: i64,
+        results: &[StepResult],
+        undo: bool,
+    ) -> Result<(), JournalError> {
+        let sql = if undo {
+            "UPDATE step SET state = ?3, undo_started_at = COALESCE(?4, undo_started_at), undo_finished_at = COALESCE(?5, undo_finished_at), undo_error = ?6, result = COALESCE(?7, result) WHERE txn_id = ?1 AND seq = ?2"
+        } else {
+            "UPDATE step SET state = ?3, started_at = COALESCE(?4, started_at), finished_at = COALESCE(?5, finished_at), error = ?6, result = COALESCE(?7, result) WHERE txn_id = ?1 AND seq = ?2"
+        };
+        self.commit("completion", |connection| {
+            let transaction = connection.transaction()?;
+            {
+                let mut update = transaction.prepare(sql)?;
+                for r in results {
+                    update.execute(params![
+                        id,
+                        r.seq,
+                        r.state.as_str(),
+                        r.started_at.map(timestamp),
+                        r.finished_at.map(timestamp),
+                        r.error,
+                        r.output,
+                    ])?;
+                }
+            }
+            transaction.commit()?;
+            Ok(())
+        })
+    }
+
+    /// Sets the state of steps without times, as recovery does once it has
+    /// observed whether an uncertain step took effect.
+    pub fn set_step_states(
+        &mut self,
+        id: i64,
+        states: &[(u32, StepState)],
+    ) -> Result<(), JournalError> {
+        self.update_step_states(id, states, "observed")
+    }
+
+    /// Sets the states of several steps in one commit named `commit`.
+    fn update_step_states(
+        &mut self,
+        id: i64,
+        states: &[(u32, StepState)],
+        commit: &'static str,
+    ) -> Result<(), JournalError> {
+        self.commit(commit, |connection| {
+            let transaction = connection.transaction()?;
+            {
+                let mut update = transaction
+                    .prepare("UPDATE step SET state = ?3 WHERE txn_id = ?1 AND seq = ?2")?;
+                for (seq, state) in states {
+                    update.execute(params![id, seq, state.as_str()])?;
+                }
+            }
+            transaction.commit()?;
+            Ok(())
+        })
+    }
+
+    pub fn set_state(
+        &mut self,
+        id: i64,
+        state: TxnState,
+        attention: Option<&str>,
+        error: Option<&str>,
+    ) -> Result<(), JournalError> {
+        self.commit("state", |connection| {
+            connection.execute(
+                "UPDATE txn SET state = ?2, attention = ?3, error = COALESCE(?4, error) WHERE id = ?1",
+                params![id, state.as_str(), attention, error],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Counts a recovery that starts; a recovery that finishes resets it.
+    pub fn set_interrupted_recoveries(&mut self, id: i64, count: u32) -> Result<(), JournalError> {
+        self.commit("recovery_count", |connection| {
+            connection.execute(
+                "UPDATE txn SET interrupted_recoveries = ?2 WHERE id = ?1",
+                params![id, count],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Makes a transaction final, with every step's state as the process
+    /// holds it (`steps`: after the journal failed mid-transaction, this is
+    /// the first write that records what was done since), in one commit.
+    pub fn finish(
+        &mut self,
+        id: i64,
+        state: TxnState,
+        downtime_ms: Option<i64>,
+        downtime_jails: Option<&str>,
+        steps: &[(u32, StepState)],
+    ) -> Result<(), JournalError> {
+        // The final state and the record's place in the audit chain are one
+        // commit: a finished transaction is always hashed.
+        self.commit("finish", |connection| {
+            let transaction = connection.transaction()?;
+            {
+                let mut update = transaction
+                    .prepare("UPDATE step SET state = ?3 WHERE txn_id = ?1 AND seq = ?2")?;
+                for (seq, state) in steps {
+                    update.execute(params![id, seq, state.as_str()])?;
+                }
+            }
+            transaction.execute(
+                "UPDATE txn SET state = ?2, finished_at = ?3, downtime_ms = ?4, downtime_jails = ?5, attention = NULL, interrupted_recoveries = 0 WHERE id = ?1",
+                params![id, state.as_str(), now(), downtime_ms, downtime_jails],
+            )?;
+            let previous: Option<String> = transaction
+                .query_row("SELECT record_hash FROM txn WHERE record_hash IS NOT NULL AND id < ?1 ORDER BY id DESC LIMIT 1", [id], |row| row.get(0))
+                .optional()?;
+            let previous = previous.unwrap_or_default();
+            let hash = audit::record_hash(&transaction, id, &previous)?;
+            transaction.execute(
+                "UPDATE txn SET previous_hash = ?2, record_hash = ?3 WHERE id = ?1",
+                params![id, previous, hash],
+            )?;
+            transaction.commit()?;
+            Ok(())
+        })?;
+        self.write_backup();
+        Ok(())
+    }
+
+    /// Keeps a copy of the journal as of the last finished transaction, for
+    /// the day the journal itself is damaged. Best effort: a failed copy
+    /// does not fail the transaction.
+    fn write_backup(&self) {
+        let backup = backup_path(&self.path);
+        let temporary = companion(&backup, ".tmp");
+        let _ = std::fs::remove_file(&temporary);
+        let copied = self
+            .connection
+            .execute("VACUUM INTO ?1", params![temporary.to_string_lossy()]);
+        if copied.is_ok() {
+            let _ = std::fs::set_permissions(&temporary, std::fs::Permissions::from_mode(0o600));
+            let _ = std::fs::rename(&temporary, &backup);
+        } else {
+            let _ = std::fs::remove_file(&temporary);
+            tracing::warn!(
+                "could not write journal backup {:?}",
+                backup.display().to_string()
+            );
+        }
+    }
+
+    const TXN_COLUMNS: &'static str = "id, kind, state, from_label, to_label, archive_as, target, from_inode, to_inode, started_at, finished_at,
+        downtime_ms, downtime_jails, user, hostname, command_line, reason, interrupted_recoveries, attention, error, plan,
+        from_fingerprint, to_fingerprint, from_id, to_id";
+
+    fn txn_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<TxnRecord, Cause>> {
+        let id: i64 = row.get(0)?;
+        let kind: String = row.get(1)?;
+        let state: String = row.get(2)?;
+        let from_inode = row.get::<_, i64>(7)? as u64;
+        let to_inode = row.get::<_, i64>(8)? as u64;
+        let from_id: Option<String> = row.get(23)?;
+        let to_id: Option<String> = row.get(24)?;
+        let identity = |text: Option<String>, inode: u64| match text {
+            None => Ok(TemplateId::Inode(inode)),
+            Some(text) => TemplateId::parse(&text).ok_or_else(|| {
+                Cause::Corrupt(format!(
+                    "transaction {id}: {text:?} is not a template identity"
+                ))
+            }),
+        };
+        let record = (|| -> Result<TxnRecord, Cause> {
+            Ok(TxnRecord {
+                id,
+                kind: TransactionKind::parse(&kind).ok_or_else(|| {
+                    Cause::Corrupt(format!("transaction {id}: unknown kind {kind:?}"))
+                })?,
+                state: TxnState::parse(&state).ok_or_else(|| {
+                    Cause::Corrupt(format!("transaction {id}: unknown state {state:?}"))
+                })?,
+                from_label: row.get(3)?,
+                to_label: row.get(4)?,
+                archive_as: row.get(5)?,
+                target: row.get(6)?,
+                from_id: identity(from_id, from_inode)?,
+                to_id: identity(to_id, to_inode)?,
+                started_at: row.get(9)?,
+                finished_at: row.get(10)?,
+                downtime_ms: row.get(11)?,
+                downtime_jails: row.get(12)?,
+                user: row.get(13)?,
+                hostname: row.get(14)?,
+                command_line: row.get(15)?,
+                reason: row.get(16)?,
+                interrupted_recoveries: row.get(17)?,
+                attention: row.get(18)?,
+                error: row.get(19)?,
+                plan_json: row.get(20)?,
+                from_fingerprint: row.get(21)?,
+                to_fingerprint: row.get(22)?,
+            })
+        })();
+        Ok(record)
+    }
+
+    fn query_transactions(
+        &self,
+        condition: &str,
+        parameters: impl rusqlite::Params,
+    ) -> Result<Vec<TxnRecord>, JournalError> {
+        let sql = format!("SELECT {} FROM txn {condition}", Self::TXN_COLUMNS);
+        let result = (|| -> Result<Vec<TxnRecord>, Cause> {
+            let mut statement = self.connection.prepare(&sql)?;
+            let rows = statement.query_map(parameters, Self::txn_from_row)?;
+            let mut records = Vec::new();
+            for row in rows {
+                records.push(row??);
+            }
+            Ok(records)
+        })();
+        result.map_err(|cause| self.error(cause))
+    }
+
+    fn query_transaction(
+        &self,
+        condition: &str,
+        parameters: impl rusqlite::Params,
+    ) -> Result<Option<TxnRecord>, JournalError> {
+        Ok(self
+            .query_transactions(&format!("{condition} LIMIT 1"), parameters)?
+            .pop())
+    }
+
+    /// The transaction that did not reach a final state, if any.
+    pub fn pending(&self) -> Result<Option<TxnRecord>, JournalError> {
+        self.query_transaction(
+            "WHERE state NOT IN ('committed', 'rolled_back') ORDER BY id DESC",
+            [],
+        )
+    }
+
+    pub fn transaction(&self, id: i64) -> Result<Option<TxnRecord>, JournalError> {
+        self.query_transaction("WHERE id = ?1", [id])
+    }
+
+    /// Transactions, newest first.
+    pub fn history(&self, limit: Option<u32>) -> Result<Vec<TxnRecord>, JournalError> {
+        let limit = limit.map(i64::from).unwrap_or(-1);
+        self.query_transactions("ORDER BY id DESC LIMIT ?1", [limit])
+    }
+
+    /// The newest upgrade or rollback that reached a final state: what it
+    /// left live is live, unless the store was changed by hand since.
+    pub fn last_final(&self) -> Result<Option<TxnRecord>, JournalError> {
+        self.query_transaction(
+            "WHERE state IN ('committed', 'rolled_back') AND kind IN ('upgrade', 'rollback') ORDER BY id DESC",
+            [],
+        )
+    }
+
+    /// The newest committed upgrade or rollback: its archive is the
+    /// rollback target.
+    pub fn last_committed(&self) -> Result<Option<TxnRecord>, JournalError> {
+        self.query_transaction(
+            "WHERE state = 'committed' AND kind IN ('upgrade', 'rollback') ORDER BY id DESC",
+            [],
+        )
+    }
+
+    pub fn steps(&self, id: i64) -> Result<Vec<StepRecord>, JournalError> {
+        let result = (|| -> Result<Vec<StepRecord>, Cause> {
+            let mut statement = self.connection.prepare(
+                "SELECT seq, wave, phase, detail, state, started_at, finished_at, error, undo_started_at, undo_finished_at, undo_error, batch, result
+                 FROM step WHERE txn_id = ?1 ORDER BY seq",
+            )?;
+            let mut rows = statement.query([id])?;
+            let mut steps = Vec::new();
+            // Bounded by the steps of one transaction.
+            while let Some(row) = rows.next()? {
+                let seq: u32 = row.get(0)?;
+                let corrupt =
+                    |what: String| Cause::Corrupt(format!("transaction {id} step {seq}: {what}"));
+                let phase: String = row.get(2)?;
+                let detail: String = row.get(3)?;
+                let state: String = row.get(4)?;
+                steps.push(StepRecord {
+                    seq,
+                    wave: row.get(1)?,
+                    phase: crate::plan::Phase::parse(&phase)
+                        .ok_or_else(|| corrupt(format!("unknown phase {phase:?}")))?,
+                    batch: row.get(11)?,
+                    action: serde_json::from_str(&detail)
+                        .map_err(|e| corrupt(format!("unreadable action: {e}")))?,
+                    state: StepState::parse(&state)
+                        .ok_or_else(|| corrupt(format!("unknown state {state:?}")))?,
+                    started_at: row.get(5)?,
+                    finished_at: row.get(6)?,
+                    error: row.get(7)?,
+                    undo_started_at: row.get(8)?,
+                    undo_finished_at: row.get(9)?,
+                    undo_error: row.get(10)?,
+                    result: row.get(12)?,
+                });
+            }
+            Ok(steps)
+        })();
+        result.map_err(|cause| self.error(cause))
+    }
+
+    /// The number of transactions recorded.
+    pub fn count(&self) -> Result<i64, JournalError> {
+        self.connection
+            .query_row("SELECT count(*) FROM txn", [], |row| row.get(0))
+            .map_err(|error| self.error(error.into()))
+    }
+}
