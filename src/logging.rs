@@ -23,8 +23,19 @@
 //! sink stops waiting for 5 seconds and drops what does not fit, so a hung
 //! daemon costs a transaction at most 100 ms every 5 seconds.
 //!
-//! A line carries the event's message, then its fields as `key=value`
-//! (values quoted when they contain blanks, quotes or `=`):
+//! Both wire formats are written here rather than by a client crate,
+//! because each one at hand breaks a promise above: tracing-journald 0.3
+//! sends only to `/run/systemd/journal/socket`, so `JAILSWAP_JOURNALD_SOCKET`
+//! could not name another socket; fasyslog 1.0 puts a host name into the
+//! local RFC 3164 form, which journald and syslog-ng then take for the
+//! program name, and stamps RFC 5424 in UTC, a clock FreeBSD's syslogd
+//! copies as is into its files; syslog 7.0 stamps RFC 3164 in UTC and
+//! writes a numeric MSGID. The senders of all three also wait without bound
+//! on a daemon that does not read.
+//!
+//! A line carries the local time, as syslog(3) stamps it, the event's
+//! message, then its fields as `key=value` (values quoted when they contain
+//! blanks, quotes or `=`):
 //!
 //! ```text
 //! <30>Jun  1 12:00:00 jailswap[4242]: stop jail web ok step=stop jail=web undo=false ms=12

@@ -7,7 +7,7 @@ use clap::CommandFactory;
 use common::{code, describe, Env};
 use jailswap::config::{Config, LogTarget};
 use jailswap::journal::{Audit, Journal, TxnState};
-use jailswap::logging::{SinkConfig, SyslogFormat};
+use jailswap::logging::{Record, SinkConfig, SyslogFormat};
 use jailswap::plan::{Observed, Request, TransactionKind};
 use jailswap::sandbox::SandboxOptions;
 use std::collections::BTreeMap;
@@ -195,7 +195,8 @@ fn syslog_lines_in_process() {
 }
 
 // The RFC 5424 format (FreeBSD's syslog(3)) carries version 1, an RFC 3339
-// timestamp, the host name, the identifier and the pid.
+// timestamp in local time with its offset, the host name, the identifier and
+// the pid.
 #[test]
 fn syslog_rfc5424_in_process() {
     let (_turn, listener) = sink_listening(LogTarget::Syslog, SyslogFormat::Rfc5424);
@@ -206,8 +207,16 @@ fn syslog_rfc5424_in_process() {
     assert_eq!(lines.len(), 1, "{lines:?}");
     let parts: Vec<&str> = lines[0].splitn(8, ' ').collect();
     assert_eq!(parts[0], "<30>1");
-    assert!(
-        chrono::DateTime::parse_from_rfc3339(parts[1]).is_ok(),
+    let stamp = chrono::DateTime::parse_from_rfc3339(parts[1])
+        .unwrap_or_else(|error| panic!("{error}: {}", lines[0]));
+    // FreeBSD's syslogd copies the stamp's clock as is into its files, so
+    // the offset must be the local one (this tells only where TZ is not UTC).
+    assert_eq!(
+        stamp.offset().local_minus_utc(),
+        stamp
+            .with_timezone(&chrono::Local)
+            .offset()
+            .local_minus_utc(),
         "{}",
         lines[0]
     );
@@ -251,6 +260,30 @@ fn journald_entries_in_process() {
     assert_eq!(field(&fields, "STEP"), Some("mount"));
     assert_eq!(field(&fields, "JAIL"), Some("web"));
     assert_eq!(field(&fields, "ERROR"), Some("mount: busy\ntry again"));
+}
+
+// Both formats stamp the clock they are given with its offset, as syslog(3)
+// stamps the local time: RFC 3164 as `Mmm dd hh:mm:ss` with the day padded by
+// a space and no host name, RFC 5424 as RFC 3339 with microseconds and the
+// offset, nil MSGID and structured data.
+#[test]
+fn syslog_stamps_carry_the_given_clock() {
+    let zone = chrono::FixedOffset::west_opt(5 * 3600).unwrap();
+    let at = chrono::TimeZone::with_ymd_and_hms(&zone, 2026, 6, 1, 7, 5, 9).unwrap()
+        + chrono::Duration::microseconds(250);
+    let record = Record {
+        level: Some(tracing::Level::WARN),
+        message: "stop jail web failed".to_string(),
+        fields: vec![("jail".to_string(), "web".to_string())],
+    };
+    assert_eq!(
+        jailswap::logging::syslog_datagram(SyslogFormat::Rfc3164, &record, "host", 4242, at),
+        "<28>Jun  1 07:05:09 jailswap[4242]: stop jail web failed jail=web"
+    );
+    assert_eq!(
+        jailswap::logging::syslog_datagram(SyslogFormat::Rfc5424, &record, "host", 4242, at),
+        "<28>1 2026-06-01T07:05:09.000250-05:00 host jailswap 4242 - - stop jail web failed jail=web"
+    );
 }
 
 // A burst far beyond the socket's queue (Linux: 10 datagrams) arrives
@@ -343,24 +376,57 @@ fn prepend_config(env: &Env, lines: &str) {
     std::fs::write(&env.sandbox.config, format!("{lines}\n{text}")).unwrap();
 }
 
+/// Whether an RFC 3164 stamp (`Mmm dd hh:mm:ss`) names a second between
+/// `started` and `ended`, read in their zone.
+fn stamped_between(
+    stamp: &str,
+    started: chrono::DateTime<chrono::FixedOffset>,
+    ended: chrono::DateTime<chrono::FixedOffset>,
+) -> bool {
+    use chrono::Datelike;
+    // The stamp has no year: try both ends' years, for a run across New Year.
+    [started.year(), ended.year()].iter().any(|year| {
+        chrono::NaiveDateTime::parse_from_str(&format!("{year} {stamp}"), "%Y %b %e %H:%M:%S")
+            .is_ok_and(|at| {
+                at >= started.naive_local() - chrono::Duration::seconds(1)
+                    && at <= ended.naive_local()
+            })
+    })
+}
+
 // The real binary, with `log = "syslog"`, sends one line per step and one
-// per outcome to the socket JAILSWAP_SYSLOG_SOCKET names.
+// per outcome to the socket JAILSWAP_SYSLOG_SOCKET names, stamped with the
+// local time as syslog(3) does (the binary runs 5 hours west of UTC here).
 #[test]
 fn syslog_lines_from_the_binary() {
     let env = Env::standard();
     prepend_config(&env, "log = \"syslog\"");
     let listener = Listener::new();
     let mut output = None;
+    // A POSIX TZ string needs no zoneinfo file.
+    let zone = chrono::FixedOffset::west_opt(5 * 3600).unwrap();
+    let started = chrono::Utc::now().with_timezone(&zone);
     let lines = listener.lines_with("jailswap[", || {
         output = Some(
             env.command(&["upgrade", "--to", "mroot.2"])
                 .env("JAILSWAP_SYSLOG_SOCKET", &listener.path)
+                .env("TZ", "EST5")
                 .output()
                 .unwrap(),
         );
     });
+    let ended = chrono::Utc::now().with_timezone(&zone);
     let output = output.unwrap();
     assert_eq!(code(&output), 0, "{}", describe(&output));
+    for line in &lines {
+        let stamp = line
+            .find('>')
+            .and_then(|close| line.get(close + 1..close + 16));
+        assert!(
+            stamp.is_some_and(|stamp| stamped_between(stamp, started, ended)),
+            "not stamped between {started} and {ended}: {line}"
+        );
+    }
     assert!(
         lines.iter().all(|line| line.starts_with("<30>")
             || line.starts_with("<28>")
