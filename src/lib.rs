@@ -21,6 +21,7 @@ pub mod journal;
 pub mod lock;
 pub mod logging;
 pub mod metrics;
+pub mod order;
 pub mod plan;
 pub mod process;
 pub mod prune;

@@ -922,3 +922,14 @@ fn init_exit_codes() {
         .unwrap();
     assert_eq!(missing.status.code(), Some(66), "{missing:?}");
 }
+
+#[test]
+fn jail_depending_on_itself_is_refused_at_its_depend_line() {
+    // Proves a jail that names itself in `depend` is refused at that line, as no start order exists.
+    let error = jail_conf_error("path = \"/j/$name\";\na { }\nb {\n\tdepend = a, b;\n}\n");
+    assert_eq!(error.line, 4);
+    assert!(
+        error.message.contains("jail \"b\" depending on itself"),
+        "{error}"
+    );
+}
