@@ -9,10 +9,11 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 use super::lexer::{Piece, Word};
 use super::parser::{wildcard_matches, Operator, Section, Statement};
-use super::{invalid_name_message, normalize, path_text, shown, ImportError};
+use super::{invalid_name_message, normalize, path_text, shown, ImportError, Origin};
 
 /// How deep variables may refer to variables; jail.conf files use two or
 /// three levels, and the bound keeps recursion from exhausting the stack.
@@ -35,24 +36,26 @@ type Parameters = BTreeMap<String, Parameter>;
 /// What jailswap needs of one jail, with variables substituted.
 pub(super) struct ConfiguredJail {
     pub(super) name: String,
+    /// The file and line of the jail's block.
+    pub(super) file: Rc<Path>,
     pub(super) line: usize,
     pub(super) path: String,
     pub(super) mount_fstab: Option<PathBuf>,
-    /// Values of `mount`, each a full fstab line, with their jail.conf line.
-    pub(super) mount_lines: Vec<(String, usize)>,
-    /// Values of `depend`, with their jail.conf line.
-    pub(super) depends: Vec<(String, usize)>,
+    /// Values of `mount`, each a full fstab line, with where each was written.
+    pub(super) mount_lines: Vec<(String, Origin)>,
+    /// Values of `depend`, with where each was written.
+    pub(super) depends: Vec<(String, Origin)>,
 }
 
-pub(super) fn resolve_jails(
-    sections: &[Section],
-    file: &Path,
-) -> Result<Vec<ConfiguredJail>, ImportError> {
+/// Every jail of `sections` (one jail.conf and the files it includes), with
+/// what jailswap needs of it resolved.
+pub(super) fn resolve_jails(sections: &[Section]) -> Result<Vec<ConfiguredJail>, ImportError> {
     let mut jails: Vec<ConfiguredJail> = Vec::new();
     for (sequence, section) in sections.iter().enumerate() {
         if section.wildcard() {
             continue;
         }
+        let file = &section.file;
         if !crate::config::valid_name(&section.name) {
             return Err(ImportError::new(
                 file,
@@ -61,23 +64,28 @@ pub(super) fn resolve_jails(
             ));
         }
         if let Some(first) = jails.iter().find(|jail| jail.name == section.name) {
+            let place = if first.file == *file {
+                String::new()
+            } else {
+                format!("{} ", first.file.display())
+            };
             return Err(ImportError::new(
                 file,
                 section.line,
                 format!(
-                    "found a second block for jail \"{}\"; expected one, and line {} already defines it",
+                    "found a second block for jail \"{}\"; expected one, and {place}line {} \
+                     already defines it",
                     section.name, first.line
                 ),
             ));
         }
-        let parameters = effective_parameters(sections, sequence, section, file)?;
+        let parameters = effective_parameters(sections, sequence, section)?;
         let expander = Expander {
             parameters: &parameters,
             jail: &section.name,
-            file,
         };
 
-        let Some((path, path_line)) = expander
+        let Some((path, path_origin)) = expander
             .list("path")?
             .pop()
             .filter(|(path, _)| !path.is_empty())
@@ -94,8 +102,8 @@ pub(super) fn resolve_jails(
         };
         if !Path::new(&path).is_absolute() {
             return Err(ImportError::new(
-                file,
-                path_line,
+                &path_origin.file,
+                path_origin.line,
                 format!(
                     "found path \"{}\" for jail \"{}\"; expected an absolute path",
                     path.escape_debug(),
@@ -111,6 +119,7 @@ pub(super) fn resolve_jails(
             .map(PathBuf::from);
         jails.push(ConfiguredJail {
             name: section.name.clone(),
+            file: Rc::clone(file),
             line: section.line,
             path: path_text(&normalize(&path)),
             mount_fstab,
@@ -128,7 +137,6 @@ fn effective_parameters(
     sections: &[Section],
     jail_sequence: usize,
     jail: &Section,
-    file: &Path,
 ) -> Result<Parameters, ImportError> {
     let mut parameters = Parameters::new();
     // The block's name is the jail's `name` parameter, so `$name` works.
@@ -138,6 +146,7 @@ fn effective_parameters(
             variable: false,
             values: vec![Word {
                 pieces: vec![Piece::Text(jail.name.clone())],
+                file: Rc::clone(&jail.file),
                 line: jail.line,
             }],
         },
@@ -148,15 +157,15 @@ fn effective_parameters(
             continue;
         }
         if jail_sequence < sequence && !applied_own {
-            apply_all(&mut parameters, jail, &jail.name, file)?;
+            apply_all(&mut parameters, jail, &jail.name)?;
             applied_own = true;
         }
         if wildcard_matches(&jail.name, &section.name) {
-            apply_all(&mut parameters, section, &jail.name, file)?;
+            apply_all(&mut parameters, section, &jail.name)?;
         }
     }
     if !applied_own {
-        apply_all(&mut parameters, jail, &jail.name, file)?;
+        apply_all(&mut parameters, jail, &jail.name)?;
     }
     Ok(parameters)
 }
@@ -165,10 +174,9 @@ fn apply_all(
     parameters: &mut Parameters,
     section: &Section,
     jail: &str,
-    file: &Path,
 ) -> Result<(), ImportError> {
     for statement in &section.statements {
-        apply(parameters, statement, jail, file)?;
+        apply(parameters, statement, jail)?;
     }
     Ok(())
 }
@@ -177,8 +185,8 @@ fn apply(
     parameters: &mut Parameters,
     statement: &Statement,
     jail: &str,
-    file: &Path,
 ) -> Result<(), ImportError> {
+    let file = &statement.file;
     if !statement.variable && statement.name == "name" {
         return Err(ImportError::new(
             file,
@@ -225,7 +233,6 @@ fn apply(
 struct Expander<'a> {
     parameters: &'a Parameters,
     jail: &'a str,
-    file: &'a Path,
 }
 
 /// The progress of expanding one parameter: the variables being expanded,
@@ -236,9 +243,9 @@ struct Expansion {
 }
 
 impl Expander<'_> {
-    /// Every value of `key` with variables substituted, each with the line of
-    /// the word it came from; empty when the parameter is not set.
-    fn list(&self, key: &str) -> Result<Vec<(String, usize)>, ImportError> {
+    /// Every value of `key` with variables substituted, each with where the
+    /// word it came from was written; empty when the parameter is not set.
+    fn list(&self, key: &str) -> Result<Vec<(String, Origin)>, ImportError> {
         let Some(parameter) = self.parameters.get(key) else {
             return Ok(Vec::new());
         };
@@ -249,7 +256,13 @@ impl Expander<'_> {
         let mut values = Vec::new();
         for word in &parameter.values {
             for value in self.expand_word(word, key, &mut state)? {
-                values.push((value, word.line));
+                values.push((
+                    value,
+                    Origin {
+                        file: word.file.to_path_buf(),
+                        line: word.line,
+                    },
+                ));
             }
         }
         Ok(values)
@@ -276,7 +289,7 @@ impl Expander<'_> {
                         [single] => text.push_str(single),
                         _ => {
                             return Err(ImportError::new(
-                                self.file,
+                                &word.file,
                                 word.line,
                                 format!(
                                     "found list variable \"${}\" inside \"{}\" of \"{key}\" for \
@@ -294,7 +307,7 @@ impl Expander<'_> {
         }
         if text.len() > VALUE_LENGTH_LIMIT {
             return Err(ImportError::new(
-                self.file,
+                &word.file,
                 word.line,
                 format!(
                     "found \"{key}\" of jail \"{}\" expanding to more than {VALUE_LENGTH_LIMIT} \
@@ -316,7 +329,7 @@ impl Expander<'_> {
         let printed = shown(name);
         if state.chain.iter().any(|seen| seen == name) {
             return Err(ImportError::new(
-                self.file,
+                &word.file,
                 word.line,
                 format!(
                     "found variable \"${printed}\" referring to itself ({} -> {printed}) for jail \
@@ -329,7 +342,7 @@ impl Expander<'_> {
         state.substitutions += 1;
         if state.substitutions > SUBSTITUTION_LIMIT {
             return Err(ImportError::new(
-                self.file,
+                &word.file,
                 word.line,
                 format!(
                     "found more than {SUBSTITUTION_LIMIT} variable substitutions in \"{key}\" \
@@ -340,7 +353,7 @@ impl Expander<'_> {
         }
         if state.chain.len() >= VARIABLE_DEPTH_LIMIT {
             return Err(ImportError::new(
-                self.file,
+                &word.file,
                 word.line,
                 format!(
                     "found variables nested more than {VARIABLE_DEPTH_LIMIT} deep in \"{key}\" for \
@@ -355,7 +368,7 @@ impl Expander<'_> {
             .filter(|parameter| !parameter.values.is_empty())
         else {
             return Err(ImportError::new(
-                self.file,
+                &word.file,
                 word.line,
                 format!(
                     "found variable \"${printed}\" in \"{key}\" of jail \"{}\", which is not set; \

@@ -6,6 +6,7 @@
 //! variables for expansion later.
 
 use std::path::Path;
+use std::rc::Rc;
 
 use super::ImportError;
 
@@ -21,6 +22,8 @@ pub(super) enum Piece {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct Word {
     pub(super) pieces: Vec<Piece>,
+    /// The file and line it was written on, for messages.
+    pub(super) file: Rc<Path>,
     pub(super) line: usize,
 }
 
@@ -117,14 +120,14 @@ pub(super) struct Lexer<'a> {
     characters: Vec<char>,
     position: usize,
     line: usize,
-    file: &'a Path,
+    file: &'a Rc<Path>,
     tokens: Vec<Token>,
     /// The word being built; adjacent strings and variables extend it.
     pending: Option<Word>,
 }
 
 impl<'a> Lexer<'a> {
-    pub(super) fn new(text: &str, file: &'a Path) -> Self {
+    pub(super) fn new(text: &str, file: &'a Rc<Path>) -> Self {
         Lexer {
             characters: text.chars().collect(),
             position: 0,
@@ -169,8 +172,10 @@ impl<'a> Lexer<'a> {
 
     fn word(&mut self) -> &mut Word {
         let line = self.line;
+        let file = self.file;
         self.pending.get_or_insert_with(|| Word {
             pieces: Vec::new(),
+            file: Rc::clone(file),
             line,
         })
     }

@@ -2,15 +2,19 @@
 //! and `jailswap init --from-fstab` print a complete jailswap.toml.
 //!
 //! This module owns reading the two files FreeBSD administrators already keep
-//! their jails in, and nothing else: it is pure (text in, text out), so the
-//! command line decides where files come from and tests need no disk.
+//! their jails in, and nothing else. It is pure: the text of the given file
+//! comes in as an argument and every other file (included, per-jail,
+//! `mount.fstab`) through the caller's [`SourceFiles`], so the command line
+//! decides where files come from ([`HostFiles`]) and tests need no disk.
 //!
-//! The jail.conf path runs `lexer` (text to tokens), `parser` (tokens to
-//! blocks and statements), `expand` (each jail's parameters, variables
-//! substituted), `mounts` (each jail's mounts and its template) and
-//! `render` (the TOML). The fstab path is `fstab`, which shares `mounts`
-//! and `render`. fstab lines are read by the crate's own [`crate::fstab`], and
-//! dependencies are ordered by [`crate::order`], as for the configuration.
+//! The jail.conf path runs `include` (the file and everything read with it,
+//! through `lexer`, text to tokens, and `parser`, tokens to blocks,
+//! statements and includes), `expand` (each jail's parameters, variables
+//! substituted), `mounts` (each jail's mounts and its template), `depends`
+//! and `render` (the TOML); `files` holds the file access and glob(3). The
+//! fstab path is `fstab`, which shares `mounts` and `render`. fstab lines
+//! are read by the crate's own [`crate::fstab`], and dependencies are
+//! ordered by [`crate::order`], as for the configuration.
 //!
 //! # From jail.conf
 //!
@@ -33,10 +37,69 @@
 //! Expansion is bounded (depth, substitutions, length) so that no file can
 //! make it run away. A block's name is the jail's name, even when it is all
 //! digits (which jail(8) would read as a jid): jailswap needs a name.
-//! `.include` is refused: the included files cannot be followed without
-//! reading directories, and silently missing jails would be worse.
 //!
-//! Each jail's `mount.fstab` file (read through the caller's `read_file`) and
+//! This grammar is that of jail(8) up to FreeBSD 13, plus `.include`. The
+//! current jail(8) sources (jailparse.y) also accept a block inside a block,
+//! for a jail named `parent.child`, and gather every parameter outside
+//! blocks into one global section, so that a global written after a block
+//! no longer overrides it. jailswap refuses nested blocks, with the line,
+//! and keeps the earlier order; only files that place globals after blocks
+//! see a difference, and the generated paths show it for review.
+//!
+//! # Includes
+//!
+//! `.include "file";` is followed as FreeBSD 14's jail(8) follows it
+//! (config.c `include_config`): the file is read where the line stands, so
+//! at the top level it adds blocks and parameters, and inside a block it
+//! adds parameters to that jail (a block there is refused, as nesting is).
+//! Only that form is an include: with `=`, without a file, with a variable
+//! in the name or with an empty name it is refused at its line, since jail(8)
+//! would pass the first two to the kernel and refuses the others. A
+//! relative name is resolved against the directory of the file that holds
+//! the line, taken from that file's name as given (so `-f jail.conf` leaves
+//! it relative to the current directory), exactly as jail(8) prefixes it.
+//!
+//! A name with glob characters (`*`, `?`, `[...]`) is matched as glob(3)
+//! matches it for jail(8) (see `files`), and the matches are read in sorted
+//! order; a glob that matches nothing is not an error, only noted, since
+//! `.include "/usr/local/etc/jail.conf.d/*.conf";` is meant to be optional.
+//! A name without glob characters must exist for jail(8), which stops with
+//! an error otherwise; jailswap notes the missing file in a comment of the
+//! output rather than refusing, so that the operator sees the rest and
+//! learns that jail(8) itself will stop there. A file that exists but cannot
+//! be read, or a directory that cannot be listed, is an error: jails must not
+//! go missing silently. Includes nest at most 32 deep (jail(8)'s own limit);
+//! an include that leads back to a file being read is refused with the chain
+//! of files (jail(8) only hits its depth limit there); and at most 1,000
+//! files are read in all. Every error names the file it is in, the included
+//! one where it applies, and its line.
+//!
+//! # Per-jail files
+//!
+//! FreeBSD's rc.d/jail starts a named jail (`service jail start NAME`, which
+//! is the `start` command the import writes) from the first of
+//! `/etc/jail.NAME.conf`, `/etc/jail.conf.d/NAME.conf` and `/etc/jail.conf`
+//! that is readable, where the second is skipped when `/etc/jail.conf`
+//! already has an `.include` of `/etc/jail.conf.d/` (and `NAME` has `.` and
+//! `/` turned into `_`). It runs `jail -f FILE -c NAME`, so a per-jail file
+//! stands alone: the parameters of `/etc/jail.conf` do not apply to it.
+//!
+//! jailswap reads `jail.conf.d/*.conf` next to the given jail.conf the same
+//! way, unless a file of the import already includes that directory: each
+//! `NAME.conf` is loaded on its own (with its own includes) and its jail
+//! `NAME` is imported, replacing a block of that name in the jail.conf;
+//! anything else it holds is noted and left out, since rc.d/jail would not
+//! start it from there, and a file whose name has a `.` is noted as never
+//! read. Without this, a host that keeps one file per jail, as the Handbook
+//! suggests, would import none of them, although the generated `start`
+//! command starts each from its file. The directory is taken next to the
+//! given file rather than fixed at /etc, so that a copy of a host's /etc
+//! imports as the host would read it. Two of rc.d/jail's rules are not
+//! followed: it looks for the include of `/etc/jail.conf.d/` only in the text
+//! of /etc/jail.conf (jailswap looks at every file read, so that no jail is
+//! read twice), and `/etc/jail.NAME.conf`, which it would prefer, is not read.
+//!
+//! Each jail's `mount.fstab` file (read through the caller's `SourceFiles`) and
 //! `mount` lines are searched for the mount of the jail's root: a read-only
 //! mount of `<store>/<name>` there names the live template. A jail whose root
 //! is mounted from somewhere else does not share the template and is listed in
@@ -100,15 +163,20 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
-use crate::order::{Node, OrderError};
-
+use depends::{attach_dependencies, check_order};
 use expand::{resolve_jails, ConfiguredJail};
 use mounts::{check_same_live, find_root, jail_mounts, Root};
 use render::{Configuration, JailEntry};
 
+pub use files::{HostFiles, SourceFiles};
+
+mod depends;
 mod expand;
+mod files;
 mod fstab;
+mod include;
 mod lexer;
 mod mounts;
 mod parser;
@@ -148,27 +216,44 @@ fn location(file: &Path, line: usize) -> String {
     }
 }
 
-/// Prints a jailswap.toml for the jails defined in a jail.conf(5) file.
+/// Prints a jailswap.toml for the jails defined in a jail.conf(5) file and
+/// the files read with it (its includes, and rc.d/jail's per-jail files).
 ///
 /// `text` is the file's content and `source` its path, used in messages and
-/// comments. `store` is the directory holding the live template. `read_file`
-/// returns the content of a jail's `mount.fstab` file, or `None` when it
-/// cannot be read; it is a parameter so that the caller owns all I/O.
+/// comments and to resolve relative includes. `store` is the directory
+/// holding the live template. `files` reads every other file (included and
+/// per-jail files, each jail's `mount.fstab`): it is a parameter so that the
+/// caller owns all I/O.
 pub fn from_jail_conf(
     text: &str,
     source: &Path,
     store: &Path,
-    read_file: &dyn Fn(&Path) -> Option<String>,
+    files: &dyn SourceFiles,
 ) -> Result<String, ImportError> {
     let store = Store::new(store, source)?;
-    let tokens = lexer::Lexer::new(text, source).tokenize()?;
-    let sections = parser::Parser::new(tokens, source).parse()?;
-    let jails = resolve_jails(&sections, source)?;
+    let main = include::load(text, source, files)?;
+    let mut jails = resolve_jails(&main.sections)?;
+    let mut header = Vec::new();
+    if let Some((_, included)) = main
+        .files
+        .split_first()
+        .filter(|(_, rest)| !rest.is_empty())
+    {
+        header.push(format!(
+            "Read {} and the files it includes: {}.",
+            source.display(),
+            list_paths(included)
+        ));
+    }
+    header.extend(main.notes.iter().cloned());
+    let per_jail = include::per_jail(source, &main, files)?;
+    let from_per_jail = merge_per_jail(&mut jails, per_jail, source, &mut header)?;
     if jails.is_empty() {
         return Err(ImportError::new(
             source,
             0,
-            "found no jail block; expected at least one, such as `ns { path = \"/home/j/ns\"; }`",
+            "found no jail block (in this file, the files it includes, or jail.conf.d/NAME.conf \
+             beside it); expected at least one, such as `ns { path = \"/home/j/ns\"; }`",
         ));
     }
 
@@ -176,13 +261,21 @@ pub fn from_jail_conf(
     let mut imported: Vec<JailEntry> = Vec::new();
     let mut skipped: Vec<String> = Vec::new();
     for jail in &jails {
-        let mounts = jail_mounts(jail, source, read_file)?;
+        let mounts = jail_mounts(jail, files)?;
         let mut notes = vec![format!(
             "{}: {} line {}.",
             jail.name,
-            source.display(),
+            jail.file.display(),
             jail.line
         )];
+        if from_per_jail.contains(&jail.name) {
+            notes.push(format!(
+                "`service jail start {name}` reads this per-jail file on its own (rc.d/jail), \
+                 not {}.",
+                source.display(),
+                name = jail.name
+            ));
+        }
         match find_root(&mounts.entries, &jail.path, &store) {
             Root::Template {
                 name,
@@ -201,7 +294,7 @@ pub fn from_jail_conf(
                 skipped.push(format!(
                     "{} ({} line {}): {} mounts {} at its root, not a read-only template from {}.",
                     jail.name,
-                    source.display(),
+                    jail.file.display(),
                     jail.line,
                     origin.describe(),
                     entry.source,
@@ -255,8 +348,8 @@ pub fn from_jail_conf(
         ));
     }
 
-    attach_dependencies(&jails, &mut imported, source)?;
-    check_order(&imported, &jails, source)?;
+    attach_dependencies(&jails, &mut imported)?;
+    check_order(&imported, &jails)?;
 
     let live_note = match &live {
         Some((name, origin)) => format!(
@@ -268,6 +361,11 @@ pub fn from_jail_conf(
             "No jail's mounts showed the template; \"{DEFAULT_LIVE}\" is the default, check it."
         ),
     };
+    header.extend(
+        skipped
+            .into_iter()
+            .map(|reason| format!("Not imported: {reason}")),
+    );
     let configuration = Configuration {
         command: format!("--from-jail-conf {}", source.display()),
         store: store.text,
@@ -276,12 +374,100 @@ pub fn from_jail_conf(
             .unwrap_or_else(|| DEFAULT_LIVE.to_owned()),
         live_note,
         jails: imported,
-        notes: skipped
-            .into_iter()
-            .map(|reason| format!("Not imported: {reason}"))
-            .collect(),
+        notes: header,
     };
     Ok(configuration.render())
+}
+
+/// Adds the jail each per-jail file defines for its name, in place of a
+/// block of the same name in the main file (rc.d/jail prefers the per-jail
+/// file), and returns the names so added. Everything else such a file
+/// holds, and a file that defines no jail of its name, is noted.
+fn merge_per_jail(
+    jails: &mut Vec<ConfiguredJail>,
+    per_jail: include::PerJail,
+    source: &Path,
+    header: &mut Vec<String>,
+) -> Result<BTreeSet<String>, ImportError> {
+    let mut added = BTreeSet::new();
+    if !per_jail.files.is_empty() {
+        let paths: Vec<Rc<Path>> = per_jail
+            .files
+            .iter()
+            .flat_map(|file| file.tree.files.iter().cloned())
+            .collect();
+        header.push(format!(
+            "Read the per-jail files {}: `service jail start NAME` reads {}/NAME.conf on its own \
+             (rc.d/jail), since {} does not include that directory.",
+            list_paths(&paths),
+            per_jail.directory.display(),
+            source.display()
+        ));
+    }
+    header.extend(per_jail.notes);
+    for file in per_jail.files {
+        header.extend(file.tree.notes.iter().cloned());
+        let resolved = resolve_jails(&file.tree.sections).map_err(|mut error| {
+            if error.message.contains("without a path") || error.message.contains("not set") {
+                error.message.push_str(&format!(
+                    " (rc.d/jail reads {} on its own, without the parameters of {})",
+                    file.path.display(),
+                    source.display()
+                ));
+            }
+            error
+        })?;
+        let mut own = None;
+        for jail in resolved {
+            if jail.name == file.name {
+                own = Some(jail);
+            } else {
+                header.push(format!(
+                    "Not imported: {} ({} line {}): `service jail start {}` reads only \
+                     jail.conf.d/{}.conf, not this file.",
+                    jail.name,
+                    jail.file.display(),
+                    jail.line,
+                    jail.name,
+                    jail.name
+                ));
+            }
+        }
+        let Some(jail) = own else {
+            header.push(format!(
+                "Not imported: {} defines no jail \"{}\", so `service jail start {}` starts \
+                 nothing from it.",
+                file.path.display(),
+                shown(&file.name),
+                shown(&file.name)
+            ));
+            continue;
+        };
+        if let Some(position) = jails.iter().position(|other| other.name == jail.name) {
+            let shadowed = jails.remove(position);
+            header.push(format!(
+                "Not imported: {} line {} also defines jail {}; `service jail start {}` reads {} \
+                 instead.",
+                shadowed.file.display(),
+                shadowed.line,
+                jail.name,
+                jail.name,
+                file.path.display()
+            ));
+        }
+        added.insert(jail.name.clone());
+        jails.push(jail);
+    }
+    Ok(added)
+}
+
+/// Paths joined for a note.
+fn list_paths(paths: &[Rc<Path>]) -> String {
+    paths
+        .iter()
+        .map(|path| path.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Prints a jailswap.toml for the jails a system fstab(5) mounts the
@@ -370,108 +556,4 @@ fn invalid_name_message(name: &str) -> String {
 /// An error of the shared fstab parser, reported in `file`.
 fn fstab_error(file: &Path, error: crate::fstab::FstabError) -> ImportError {
     ImportError::new(file, error.line, error.message)
-}
-
-/// Copies each imported jail's `depend` values into `depends`, refusing a
-/// jail the file does not define and dropping, with a note, one that was
-/// not imported (jailswap does not stop or start it, so it cannot wait on it).
-fn attach_dependencies(
-    jails: &[ConfiguredJail],
-    imported: &mut [JailEntry],
-    file: &Path,
-) -> Result<(), ImportError> {
-    let imported_names: BTreeSet<String> = imported.iter().map(|jail| jail.name.clone()).collect();
-    for entry in imported.iter_mut() {
-        let Some(jail) = jails.iter().find(|jail| jail.name == entry.name) else {
-            continue;
-        };
-        for (dependency, line) in &jail.depends {
-            if dependency.is_empty() || entry.depends.contains(dependency) {
-                continue;
-            }
-            if !jails.iter().any(|other| &other.name == dependency) {
-                return Err(ImportError::new(
-                    file,
-                    *line,
-                    format!(
-                        "found jail \"{}\" depending on \"{}\"; expected a jail this file defines",
-                        jail.name,
-                        dependency.escape_debug()
-                    ),
-                ));
-            }
-            if imported_names.contains(dependency) {
-                entry.depends.push(dependency.clone());
-            } else {
-                entry.notes_before.push(format!(
-                    "Its dependency on \"{dependency}\" is left out: \"{dependency}\" is not imported."
-                ));
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Refuses dependencies that leave no order in which the jails can start:
-/// a jail waiting on itself, or jails waiting on each other in a cycle.
-fn check_order(
-    imported: &[JailEntry],
-    jails: &[ConfiguredJail],
-    file: &Path,
-) -> Result<(), ImportError> {
-    let nodes: Vec<Node<'_>> = imported
-        .iter()
-        .map(|jail| Node {
-            name: &jail.name,
-            depends: &jail.depends,
-        })
-        .collect();
-    let block_line = |name: &str| {
-        jails
-            .iter()
-            .find(|jail| jail.name == name)
-            .map_or(0, |jail| jail.line)
-    };
-    match crate::order::levels(&nodes) {
-        Ok(_) => Ok(()),
-        Err(OrderError::Cycle { cycle }) => Err(ImportError::new(
-            file,
-            block_line(cycle.first().map_or("", String::as_str)),
-            format!(
-                "found jails depending on each other in a cycle ({}); expected an order in \
-                 which they can start",
-                cycle.join(" -> ")
-            ),
-        )),
-        Err(OrderError::SelfDependency { jail }) => {
-            let line = jails
-                .iter()
-                .find(|configured| configured.name == jail)
-                .and_then(|configured| {
-                    configured
-                        .depends
-                        .iter()
-                        .find(|(dependency, _)| *dependency == jail)
-                })
-                .map_or_else(|| block_line(&jail), |(_, line)| *line);
-            Err(ImportError::new(
-                file,
-                line,
-                format!(
-                    "found jail \"{jail}\" depending on itself; expected `depend` to name \
-                     other jails"
-                ),
-            ))
-        }
-        // `attach_dependencies` keeps only names of imported jails, so this
-        // is reported rather than assumed impossible.
-        Err(OrderError::Unknown { jail, dependency }) => Err(ImportError::new(
-            file,
-            block_line(&jail),
-            format!(
-                "found jail \"{jail}\" depending on \"{}\"; expected a jail this file defines",
-                shown(&dependency)
-            ),
-        )),
-    }
 }

@@ -5,32 +5,34 @@
 //! Both importers share the test that recognises the live template and the
 //! rule that every jail mounts the same one, since jailswap swaps one.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use crate::fstab::Entry;
 
 use super::expand::ConfiguredJail;
+use super::files::SourceFiles;
 use super::{fstab_error, normalize, shown, ImportError, Origin, Store};
 
 /// A jail's mounts as jail(8) would make them, each with where it was written.
 pub(super) struct JailMounts {
     pub(super) entries: Vec<(Entry, Origin)>,
-    /// The `mount.fstab` file `read_file` could not return.
+    /// The `mount.fstab` file that could not be read.
     pub(super) unread_fstab: Option<PathBuf>,
 }
 
 pub(super) fn jail_mounts(
     jail: &ConfiguredJail,
-    source: &Path,
-    read_file: &dyn Fn(&Path) -> Option<String>,
+    files: &dyn SourceFiles,
 ) -> Result<JailMounts, ImportError> {
     let mut mounts = JailMounts {
         entries: Vec::new(),
         unread_fstab: None,
     };
     if let Some(fstab) = &jail.mount_fstab {
-        match read_file(fstab) {
-            Some(text) => {
+        // An unreadable file is noted rather than refused: the import is
+        // still useful, and the note says the template was not checked.
+        match files.read(fstab) {
+            Ok(text) => {
                 for entry in crate::fstab::entries(&text, fstab)
                     .map_err(|error| fstab_error(fstab, error))?
                 {
@@ -41,24 +43,19 @@ pub(super) fn jail_mounts(
                     mounts.entries.push((entry, origin));
                 }
             }
-            None => mounts.unread_fstab = Some(fstab.clone()),
+            Err(_) => mounts.unread_fstab = Some(fstab.clone()),
         }
     }
-    for (text, line) in &jail.mount_lines {
-        let parsed = crate::fstab::entry(text, source, *line).map_err(|error| {
+    for (text, origin) in &jail.mount_lines {
+        let parsed = crate::fstab::entry(text, &origin.file, origin.line).map_err(|error| {
             ImportError::new(
-                source,
-                *line,
+                &origin.file,
+                origin.line,
                 format!("in `mount` of jail \"{}\": {}", jail.name, error.message),
             )
         })?;
-        if let Some(mut entry) = parsed {
-            entry.line = *line;
-            let origin = Origin {
-                file: source.to_path_buf(),
-                line: *line,
-            };
-            mounts.entries.push((entry, origin));
+        if let Some(entry) = parsed {
+            mounts.entries.push((entry, origin.clone()));
         }
     }
     Ok(mounts)

@@ -1,12 +1,15 @@
-//! The jail.conf(5) parser: tokens to blocks and statements, following the
-//! grammar of jail(8)'s jailparse.y.
+//! The jail.conf(5) parser: one file's tokens to blocks, statements and
+//! `.include` directives, following the grammar of jail(8)'s jailparse.y.
 //!
-//! A file is a sequence of jail blocks (`name { ... }`) and statements
-//! outside any block; consecutive statements outside blocks form a section
-//! named `*`, as jail(8) treats them. Wildcard names (`*`, `web.*`) are
-//! recognised here and matched against jail names in [`wildcard_matches`].
+//! A file is a sequence of jail blocks (`name { ... }`), statements outside
+//! any block, and `.include "file";` lines, in or out of blocks. The parser
+//! keeps them in order as [`Item`]s; the loader (`include`) follows the
+//! includes and flattens everything into [`Section`]s, where consecutive
+//! statements outside blocks form a section named `*`, as jail(8) treats
+//! them. Wildcard names (`*`, `web.*`) are matched in [`wildcard_matches`].
 
 use std::path::Path;
+use std::rc::Rc;
 
 use super::lexer::{describe_token, Piece, Token, TokenKind, Word};
 use super::{shown, ImportError};
@@ -28,7 +31,29 @@ pub(super) struct Statement {
     pub(super) variable: bool,
     pub(super) operator: Operator,
     pub(super) values: Vec<Word>,
+    /// The file and line it was written on, for messages.
+    pub(super) file: Rc<Path>,
     pub(super) line: usize,
+}
+
+/// `.include "pattern", ...;`: the file names as written (never with
+/// variables, which jail(8) refuses there), each with its line.
+#[derive(Debug, Clone)]
+pub(super) struct Include {
+    pub(super) patterns: Vec<(String, usize)>,
+}
+
+/// What one file holds, in order. A block's items are statements and
+/// includes only: the parser refuses a block inside a block.
+#[derive(Debug, Clone)]
+pub(super) enum Item {
+    Statement(Statement),
+    Include(Include),
+    Block {
+        name: String,
+        line: usize,
+        items: Vec<Item>,
+    },
 }
 
 /// A jail block, a wildcard block, or a run of parameters outside any block
@@ -36,6 +61,9 @@ pub(super) struct Statement {
 #[derive(Debug, Clone)]
 pub(super) struct Section {
     pub(super) name: String,
+    /// The file and line of the block's name (or of the first statement of a
+    /// run outside blocks).
+    pub(super) file: Rc<Path>,
     pub(super) line: usize,
     pub(super) statements: Vec<Statement>,
 }
@@ -70,11 +98,11 @@ pub(super) fn wildcard_matches(jail: &str, pattern: &str) -> bool {
 pub(super) struct Parser<'a> {
     tokens: Vec<Token>,
     position: usize,
-    file: &'a Path,
+    file: &'a Rc<Path>,
 }
 
 impl<'a> Parser<'a> {
-    pub(super) fn new(tokens: Vec<Token>, file: &'a Path) -> Self {
+    pub(super) fn new(tokens: Vec<Token>, file: &'a Rc<Path>) -> Self {
         Parser {
             tokens,
             position: 0,
@@ -98,8 +126,8 @@ impl<'a> Parser<'a> {
         ImportError::new(self.file, line, message)
     }
 
-    pub(super) fn parse(mut self) -> Result<Vec<Section>, ImportError> {
-        let mut sections: Vec<Section> = Vec::new();
+    pub(super) fn parse(mut self) -> Result<Vec<Item>, ImportError> {
+        let mut items: Vec<Item> = Vec::new();
         while let Some(token) = self.next() {
             match token.kind {
                 TokenKind::Semicolon => {}
@@ -109,21 +137,9 @@ impl<'a> Parser<'a> {
                         Some(TokenKind::OpenBrace)
                     ) {
                         self.next();
-                        sections.push(self.block(word)?);
+                        items.push(self.block(word)?);
                     } else {
-                        let statement = self.statement(word)?;
-                        // Consecutive global parameters join the previous `*`
-                        // section, as jail(8) does; order is what matters.
-                        match sections.last_mut() {
-                            Some(section) if section.name == "*" => {
-                                section.statements.push(statement)
-                            }
-                            _ => sections.push(Section {
-                                name: "*".to_owned(),
-                                line: statement.line,
-                                statements: vec![statement],
-                            }),
-                        }
+                        items.push(self.statement(word)?);
                     }
                 }
                 TokenKind::CloseBrace => {
@@ -149,10 +165,10 @@ impl<'a> Parser<'a> {
                 }
             }
         }
-        Ok(sections)
+        Ok(items)
     }
 
-    fn block(&mut self, name_word: Word) -> Result<Section, ImportError> {
+    fn block(&mut self, name_word: Word) -> Result<Item, ImportError> {
         let Some(name) = name_word.plain_text() else {
             return Err(self.error(
                 name_word.line,
@@ -162,24 +178,21 @@ impl<'a> Parser<'a> {
                 ),
             ));
         };
-        let mut section = Section {
-            name,
-            line: name_word.line,
-            statements: Vec::new(),
-        };
+        let line = name_word.line;
+        let mut items = Vec::new();
         loop {
             let Some(token) = self.next() else {
                 return Err(self.error(
-                    section.line,
+                    line,
                     format!(
                         "found an unterminated block \"{}\": end of file before its '}}'; expected \
                          '}}' to close the block opened here",
-                        section.name.escape_debug()
+                        name.escape_debug()
                     ),
                 ));
             };
             match token.kind {
-                TokenKind::CloseBrace => return Ok(section),
+                TokenKind::CloseBrace => return Ok(Item::Block { name, line, items }),
                 TokenKind::Semicolon => {}
                 TokenKind::Word(word) => {
                     if matches!(
@@ -192,13 +205,12 @@ impl<'a> Parser<'a> {
                                 "found block \"{}\" inside block \"{}\"; expected blocks only at \
                                  the top level (is the '}}' of \"{}\" missing?)",
                                 word.describe(),
-                                section.name.escape_debug(),
-                                section.name.escape_debug()
+                                name.escape_debug(),
+                                name.escape_debug()
                             ),
                         ));
                     }
-                    let statement = self.statement(word)?;
-                    section.statements.push(statement);
+                    items.push(self.statement(word)?);
                 }
                 _ => {
                     return Err(self.error(
@@ -206,7 +218,7 @@ impl<'a> Parser<'a> {
                         format!(
                             "found {} in block \"{}\"; expected a parameter or '}}'",
                             describe_token(Some(&token)),
-                            section.name.escape_debug()
+                            name.escape_debug()
                         ),
                     ))
                 }
@@ -214,7 +226,9 @@ impl<'a> Parser<'a> {
         }
     }
 
-    fn statement(&mut self, name_word: Word) -> Result<Statement, ImportError> {
+    /// Reads a statement after its name: a parameter, a variable, or an
+    /// `.include`.
+    fn statement(&mut self, name_word: Word) -> Result<Item, ImportError> {
         let line = name_word.line;
         let (name, variable) = match name_word.pieces.as_slice() {
             [Piece::Variable(name)] => (name.clone(), true),
@@ -232,13 +246,10 @@ impl<'a> Parser<'a> {
                 }
             },
         };
-        if name == ".include" {
-            return Err(self.error(
-                line,
-                "found `.include`, which jailswap init does not follow; expected one \
-                 self-contained file (concatenate them: cat /etc/jail.conf /etc/jail.conf.d/*.conf)",
-            ));
-        }
+        // jail(8) reads `.include "file";` as an include only in this form,
+        // without '=' (jailparse.y's special_param); any other form would
+        // reach the kernel as an unknown parameter, so it is refused here.
+        let include = !variable && name == ".include";
         let parameter_name = if variable {
             format!("${name}")
         } else {
@@ -246,15 +257,32 @@ impl<'a> Parser<'a> {
         };
         let mut last_line = line;
         let operator = match self.peek().map(|token| &token.kind) {
+            Some(TokenKind::Semicolon) if include => {
+                return Err(self.error(
+                    line,
+                    "found `.include;` without a file; expected `.include \"/etc/jail.conf.d/*.conf\";`",
+                ))
+            }
+            Some(TokenKind::Equals | TokenKind::PlusEquals) if include => {
+                return Err(self.error(
+                    line,
+                    format!(
+                        "found {} after `.include`; expected `.include \"file\";` with no '=', \
+                         the only form jail(8) reads as an include",
+                        describe_token(self.peek())
+                    ),
+                ))
+            }
             Some(TokenKind::Semicolon) => {
                 self.next();
-                return Ok(Statement {
+                return Ok(Item::Statement(Statement {
                     name,
                     variable,
                     operator: Operator::Flag,
                     values: Vec::new(),
+                    file: Rc::clone(self.file),
                     line,
-                });
+                }));
             }
             Some(TokenKind::Equals) => {
                 if let Some(token) = self.next() {
@@ -311,13 +339,17 @@ impl<'a> Parser<'a> {
                 }
                 Some(TokenKind::Semicolon) => {
                     self.next();
-                    return Ok(Statement {
+                    if include {
+                        return self.include(values);
+                    }
+                    return Ok(Item::Statement(Statement {
                         name,
                         variable,
                         operator,
                         values,
+                        file: Rc::clone(self.file),
                         line,
-                    });
+                    }));
                 }
                 _ => {
                     let found = match self.peek() {
@@ -337,5 +369,32 @@ impl<'a> Parser<'a> {
                 }
             }
         }
+    }
+
+    /// Checks the file names of an `.include`: literal text, as jail(8)
+    /// permits no variables there, and not empty.
+    fn include(&self, values: Vec<Word>) -> Result<Item, ImportError> {
+        let mut patterns = Vec::new();
+        for value in values {
+            let Some(pattern) = value.plain_text() else {
+                return Err(self.error(
+                    value.line,
+                    format!(
+                        "found variable in `.include` file name \"{}\"; expected a literal file \
+                         name, as jail(8) permits no variables there",
+                        value.describe()
+                    ),
+                ));
+            };
+            if pattern.is_empty() {
+                return Err(self.error(
+                    value.line,
+                    "found an empty `.include` file name; expected a file or a pattern such as \
+                     \"/etc/jail.conf.d/*.conf\"",
+                ));
+            }
+            patterns.push((pattern, value.line));
+        }
+        Ok(Item::Include(Include { patterns }))
     }
 }
