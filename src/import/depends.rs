@@ -3,6 +3,7 @@
 //! is not imported, and refused when they leave no start order.
 
 use std::collections::BTreeSet;
+use std::path::Path;
 
 use crate::order::{Node, OrderError};
 
@@ -55,6 +56,7 @@ pub(super) fn attach_dependencies(
 pub(super) fn check_order(
     imported: &[JailEntry],
     jails: &[ConfiguredJail],
+    source: &Path,
 ) -> Result<(), ImportError> {
     let nodes: Vec<Node<'_>> = imported
         .iter()
@@ -66,9 +68,9 @@ pub(super) fn check_order(
     let block = |name: &str| jails.iter().find(|jail| jail.name == name);
     let at_block = |name: &str, message: String| match block(name) {
         Some(jail) => ImportError::new(&jail.file, jail.line, message),
-        // Every imported jail was read from a block; an unknown name only
-        // loses the location, never the message.
-        None => ImportError::new(std::path::Path::new(""), 0, message),
+        // Every imported jail was read from a block; were one not, the error
+        // would still name the given file and keep its message.
+        None => ImportError::new(source, 0, message),
     };
     match crate::order::levels(&nodes) {
         Ok(_) => Ok(()),

@@ -9,7 +9,8 @@
 //! for messages. Reading is bounded: includes nest at most
 //! [`INCLUDE_DEPTH_LIMIT`] deep (jail(8)'s own limit), an include that
 //! leads back to a file being read is refused with the chain of files, and
-//! at most [`FILE_LIMIT`] files are read in all.
+//! one tree reads at most [`FILE_LIMIT`] files, the jail.conf's and the
+//! per-jail ones together at most twice that.
 
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
@@ -357,11 +358,22 @@ pub(super) fn per_jail(
             ));
             continue;
         }
-        if found.files.len() >= FILE_LIMIT {
+        // The bound covers the jail.conf's files and every per-jail tree
+        // together, so that many small files cannot add up without limit.
+        let read = main.files.len()
+            + found
+                .files
+                .iter()
+                .map(|file| file.tree.files.len())
+                .sum::<usize>();
+        if read >= FILE_LIMIT {
             return Err(ImportError::new(
-                &directory,
+                &path,
                 0,
-                format!("found more than {FILE_LIMIT} per-jail files; expected fewer"),
+                format!(
+                    "found more than {FILE_LIMIT} files to read with the jail.conf and its \
+                     per-jail files; expected a configuration of fewer files"
+                ),
             ));
         }
         let text = match files.read(&path) {

@@ -149,9 +149,11 @@
 //!
 //! # Output
 //!
-//! `store`, `live` (the detected template name, or `mroot`), a `[defaults]`
-//! table running `service jail` and `jls`, and one `[[jail]]` table per jail,
-//! each preceded by a comment naming the file and line it came from. Strings
+//! A header of notes (the files read, includes that matched nothing or named
+//! a missing file, jails left out and why), `store`, `live` (the detected
+//! template name, or `mroot`), a `[defaults]` table running `service jail`
+//! and `jls`, and one `[[jail]]` table per jail, each preceded by a comment
+//! naming the file and line it came from. Strings
 //! go through the toml crate's serializer, and comments have their control
 //! characters escaped, so any input yields valid TOML.
 //!
@@ -189,8 +191,8 @@ pub const DEFAULT_LIVE: &str = "mroot";
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{location}: {message}", location = location(.file, *.line))]
 pub struct ImportError {
-    /// The file the problem is in (the jail.conf, an fstab, or a jail's
-    /// `mount.fstab` file).
+    /// The file the problem is in: the jail.conf, a file it includes, a
+    /// per-jail file, an fstab, or a jail's `mount.fstab` file.
     pub file: PathBuf,
     /// The 1-based line, or 0 when the problem concerns the whole file.
     pub line: usize,
@@ -349,7 +351,7 @@ pub fn from_jail_conf(
     }
 
     attach_dependencies(&jails, &mut imported)?;
-    check_order(&imported, &jails)?;
+    check_order(&imported, &jails, source)?;
 
     let live_note = match &live {
         Some((name, origin)) => format!(
