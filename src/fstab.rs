@@ -150,6 +150,134 @@ pub fn escape(field: &str) -> String {
     out
 }
 
+/// One line of an fstab file as written: where it stands, its text and its
+/// fields with `\NNN` escapes decoded. `jailswap init` copies such lines into
+/// per-jail files and names them in its comments, so it needs both the text
+/// and the line number. Unlike [`parse`], which reads a jail's mounts, this
+/// accepts any mount point: a host's /etc/fstab mounts swap on `none`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    /// The 1-based line number.
+    pub line: usize,
+    /// The line as written, without surrounding white space.
+    pub text: String,
+    pub source: String,
+    pub mountpoint: String,
+    pub fstype: String,
+    /// The options as written, split at commas (empty ones kept).
+    pub options: Vec<String>,
+}
+
+impl Entry {
+    pub fn read_only(&self) -> bool {
+        self.options.iter().any(|option| option == "ro")
+    }
+}
+
+/// The form of a line, for messages.
+const LINE_FORM: &str = "`source mountpoint type options [dump [pass]]`";
+
+/// Reads every entry of an fstab file, with its line number; `path` only
+/// names the file in errors.
+pub fn entries(text: &str, path: &Path) -> Result<Vec<Entry>, FstabError> {
+    let mut found = Vec::new();
+    for (index, line) in text.lines().enumerate() {
+        if let Some(entry) = entry(line, path, index + 1)? {
+            found.push(entry);
+        }
+    }
+    Ok(found)
+}
+
+/// Reads one line numbered `line`; `None` for a blank or comment line.
+/// Fields are separated by spaces and tabs (and a stray carriage return),
+/// as FreeBSD's getfsent(3) separates them.
+pub fn entry(text: &str, path: &Path, line: usize) -> Result<Option<Entry>, FstabError> {
+    let error = |message: String| FstabError {
+        path: path.display().to_string(),
+        line,
+        message,
+    };
+    let fields: Vec<&str> = text
+        .split([' ', '\t', '\r'])
+        .filter(|field| !field.is_empty())
+        .take_while(|field| !field.starts_with('#'))
+        .collect();
+    match fields.len() {
+        0 => return Ok(None),
+        1..=3 => {
+            let quoted: Vec<String> = fields
+                .iter()
+                .map(|field| format!("\"{}\"", field.escape_debug()))
+                .collect();
+            return Err(error(format!(
+                "found {} field{} ({}); expected {LINE_FORM}",
+                fields.len(),
+                if fields.len() == 1 { "" } else { "s" },
+                quoted.join(", ")
+            )));
+        }
+        4..=6 => {}
+        count => {
+            return Err(error(format!(
+                "found {count} fields; expected at most 6: {LINE_FORM}"
+            )))
+        }
+    }
+    for (name, field) in ["dump", "pass"].iter().zip(fields.iter().skip(4)) {
+        if !field.chars().all(|character| character.is_ascii_digit()) {
+            return Err(error(format!(
+                "found {name} field \"{}\"; expected a number such as 0",
+                field.escape_debug()
+            )));
+        }
+    }
+    let field = |position: usize| fields.get(position).copied().unwrap_or_default();
+    let decoded = |position: usize| {
+        decode(field(position)).ok_or_else(|| {
+            error(format!(
+                "found \"{}\", whose escapes decode to bytes that are not UTF-8; expected a path a TOML file can hold",
+                field(position).escape_debug()
+            ))
+        })
+    };
+    Ok(Some(Entry {
+        line,
+        text: text.trim().to_owned(),
+        source: decoded(0)?,
+        mountpoint: decoded(1)?,
+        fstype: field(2).to_owned(),
+        options: field(3).split(',').map(str::to_owned).collect(),
+    }))
+}
+
+/// Decodes `\NNN` octal escapes like [`unescape`], but refuses (`None`) a
+/// field whose decoded bytes are not UTF-8 instead of replacing them, so that
+/// a path is never silently changed.
+pub fn decode(field: &str) -> Option<String> {
+    let bytes = field.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut position = 0;
+    while let Some(&byte) = bytes.get(position) {
+        if byte == b'\\' {
+            if let Some(&[a, b, c]) = bytes.get(position + 1..position + 4) {
+                if [a, b, c].iter().all(|digit| (b'0'..=b'7').contains(digit)) {
+                    let value =
+                        u32::from(a - b'0') * 64 + u32::from(b - b'0') * 8 + u32::from(c - b'0');
+                    if let Ok(value) = u8::try_from(value) {
+                        decoded.push(value);
+                        position += 4;
+                        continue;
+                    }
+                }
+            }
+        }
+        decoded.push(byte);
+        position += 1;
+    }
+    String::from_utf8(decoded).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -183,5 +311,25 @@ mod tests {
         assert_eq!(escape("/j/x y"), "/j/x\\040y");
         assert_eq!(unescape("\\"), "\\");
         assert_eq!(unescape("a\\04"), "a\\04");
+    }
+
+    // Entries keep their line number and text, accept a host's swap line,
+    // and refuse escapes that would not survive as UTF-8.
+    #[test]
+    fn entries_keep_line_numbers_and_text() {
+        let text = "# host\n/dev/ada0p3 none swap sw 0 0\n\n  /a\\040b /j/x nullfs ro # template\n";
+        let found = entries(text, Path::new("/etc/fstab")).unwrap();
+        assert_eq!(found.len(), 2);
+        assert_eq!(found[0].line, 2);
+        assert_eq!(found[0].mountpoint, "none");
+        assert_eq!(found[1].line, 4);
+        assert_eq!(found[1].text, "/a\\040b /j/x nullfs ro # template");
+        assert_eq!(found[1].source, "/a b");
+        assert!(found[1].read_only());
+        let error = entries("\n/a\\377 /b nullfs ro\n", Path::new("f")).unwrap_err();
+        assert_eq!(error.line, 2);
+        assert!(error.message.contains("not UTF-8"), "{error}");
+        let error = entries("/a /b nullfs ro 0 x\n", Path::new("f")).unwrap_err();
+        assert!(error.message.contains("found pass field \"x\""), "{error}");
     }
 }

@@ -31,6 +31,7 @@ pub mod journal;
 pub mod lock;
 pub mod logging;
 pub mod metrics;
+pub mod order;
 pub mod output;
 pub mod plan;
 pub mod preflight;

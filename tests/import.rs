@@ -3,10 +3,11 @@
 //! parsed back with the toml crate and checked field by field.
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::io;
 use std::path::{Path, PathBuf};
 
-use jailswap::import::{from_fstab, from_jail_conf, ImportError};
+use jailswap::import::{from_fstab, from_jail_conf, ImportError, SourceFiles};
 
 const FIXTURES: &[&str] = &[
     "handbook-fstab",
@@ -21,6 +22,19 @@ const FIXTURES: &[&str] = &[
     "thin-jail.conf",
     "thinjail0.fstab",
     "thinjail1.fstab",
+    "real-world/diy-jails-jail.conf",
+    "real-world/freebsd-commands.jail.conf",
+    "real-world/freebsd-jail.conf.5-examples",
+    "real-world/freebsd-jail.xxx.conf",
+    "real-world/handbook-14-classic.conf",
+    "real-world/handbook-14-jail.conf",
+    "real-world/handbook-14-thinjail-nullfs-base.fstab",
+    "real-world/handbook-14-thinjail.conf",
+    "real-world/handbook-14-vnet.conf",
+    "real-world/nikolaydachev-jail.conf",
+    "real-world/simple-jails-bar.fstab",
+    "real-world/simple-jails-foo.fstab",
+    "real-world/simple-jails-jail.conf",
 ];
 
 fn fixture(name: &str) -> String {
@@ -31,26 +45,32 @@ fn fixture(name: &str) -> String {
 }
 
 /// The files a host would have, keyed by the absolute path jail.conf names,
-/// served from fixtures; every path asked for is recorded.
+/// in memory (the importer's file access is a trait so that tests need no
+/// disk); every path read is recorded.
 struct Host {
     files: BTreeMap<PathBuf, String>,
     requested: RefCell<Vec<PathBuf>>,
 }
 
 impl Host {
+    /// Files served from fixtures: (path on the host, fixture name).
     fn new(files: &[(&str, &str)]) -> Self {
+        let texts: Vec<(&str, String)> = files
+            .iter()
+            .map(|(path, name)| (*path, fixture(name)))
+            .collect();
+        Host::with_texts(&texts)
+    }
+
+    /// Files with the given texts: (path on the host, text).
+    fn with_texts<T: AsRef<str>>(files: &[(&str, T)]) -> Self {
         Host {
             files: files
                 .iter()
-                .map(|(path, name)| (PathBuf::from(path), fixture(name)))
+                .map(|(path, text)| (PathBuf::from(path), text.as_ref().to_owned()))
                 .collect(),
             requested: RefCell::new(Vec::new()),
         }
-    }
-
-    fn read(&self, path: &Path) -> Option<String> {
-        self.requested.borrow_mut().push(path.to_path_buf());
-        self.files.get(path).cloned()
     }
 
     fn requested(&self) -> Vec<String> {
@@ -70,17 +90,41 @@ fn handbook_host() -> Host {
     ])
 }
 
-fn no_files(_: &Path) -> Option<String> {
-    None
+impl SourceFiles for Host {
+    fn read(&self, path: &Path) -> io::Result<String> {
+        self.requested.borrow_mut().push(path.to_path_buf());
+        self.files
+            .get(path)
+            .cloned()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, path.display().to_string()))
+    }
+
+    /// The names below `directory`: its files, and the directories that
+    /// lead to deeper files.
+    fn list(&self, directory: &Path) -> io::Result<Vec<String>> {
+        let names: BTreeSet<String> = self
+            .files
+            .keys()
+            .filter_map(|path| path.strip_prefix(directory).ok())
+            .filter_map(|rest| rest.components().next())
+            .map(|first| first.as_os_str().to_string_lossy().into_owned())
+            .collect();
+        if names.is_empty() {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                directory.display().to_string(),
+            ));
+        }
+        Ok(names.into_iter().collect())
+    }
+}
+
+fn no_files() -> Host {
+    Host::with_texts::<&str>(&[])
 }
 
 fn import_jail_conf(text: &str, store: &str, host: &Host) -> Result<String, ImportError> {
-    from_jail_conf(
-        text,
-        Path::new("/etc/jail.conf"),
-        Path::new(store),
-        &|path: &Path| host.read(path),
-    )
+    from_jail_conf(text, Path::new("/etc/jail.conf"), Path::new(store), host)
 }
 
 fn import_fstab(text: &str, store: &str) -> Result<String, ImportError> {
@@ -483,21 +527,15 @@ fn thin_jail_conf_with_the_wrong_store_explains_where_the_template_is() {
 fn jail_conf_jails_mounting_different_templates_are_refused_in_the_fstab_file() {
     // Proves the conflict error points into the second jail's mount.fstab file, at the line of its template mount.
     let conf = "path = \"/j/$name\"; mount.fstab = \"/j/$name.fstab\";\na { }\nb { }\n";
-    let files = BTreeMap::from([
-        (
-            PathBuf::from("/j/a.fstab"),
-            "/t/mroot /j/a nullfs ro 0 0\n".to_owned(),
-        ),
-        (
-            PathBuf::from("/j/b.fstab"),
-            "# b\n/t/mroot.new /j/b nullfs ro 0 0\n".to_owned(),
-        ),
+    let files = Host::with_texts(&[
+        ("/j/a.fstab", "/t/mroot /j/a nullfs ro 0 0\n"),
+        ("/j/b.fstab", "# b\n/t/mroot.new /j/b nullfs ro 0 0\n"),
     ]);
     let error = expect_error(from_jail_conf(
         conf,
         Path::new("/etc/jail.conf"),
         Path::new("/t"),
-        &|path: &Path| files.get(path).cloned(),
+        &files,
     ));
     assert_eq!(error.file, PathBuf::from("/j/b.fstab"));
     assert_eq!(error.line, 2);
@@ -519,7 +557,7 @@ fn jail_conf_jail_with_a_foreign_root_is_listed_but_not_imported() {
         conf,
         Path::new("/etc/jail.conf"),
         Path::new("/t"),
-        &no_files,
+        &no_files(),
     )
     .expect("import");
     let document = parse(&output);
@@ -542,7 +580,7 @@ fn jail_conf_later_globals_override_earlier_blocks_as_in_jail8() {
         conf,
         Path::new("/etc/jail.conf"),
         Path::new("/t"),
-        &no_files,
+        &no_files(),
     )
     .expect("import");
     let document = parse(&output);
@@ -576,7 +614,7 @@ fn jail_conf_variables_nest_and_concatenate_without_spaces() {
         conf,
         Path::new("/etc/jail.conf"),
         Path::new("/t"),
-        &no_files,
+        &no_files(),
     )
     .expect("import");
     let document = parse(&output);
@@ -596,7 +634,7 @@ fn jail_conf_strings_needing_toml_escapes_round_trip() {
         conf,
         Path::new("/etc/jail.conf"),
         Path::new("/t"),
-        &no_files,
+        &no_files(),
     )
     .expect("import");
     let document = parse(&output);
@@ -614,7 +652,7 @@ fn jail_conf_unresolved_variable_in_an_unused_parameter_is_harmless() {
         conf,
         Path::new("/etc/jail.conf"),
         Path::new("/t"),
-        &no_files,
+        &no_files(),
     )
     .expect("import");
     assert_eq!(names(&jails(&parse(&output))), ["a"]);
@@ -629,7 +667,7 @@ fn jail_conf_error(conf: &str) -> ImportError {
         conf,
         Path::new("/etc/jail.conf"),
         Path::new("/home/j"),
-        &no_files,
+        &no_files(),
     ))
 }
 
@@ -793,14 +831,6 @@ fn duplicate_jail_block_is_refused() {
 }
 
 #[test]
-fn include_directive_is_refused() {
-    // Proves `.include` is refused rather than silently missing the jails it would add.
-    let error = jail_conf_error("path = \"/j/$name\";\n.include \"/etc/jail.conf.d/*.conf\";\n");
-    assert_eq!(error.line, 2);
-    assert!(error.message.contains(".include"), "{error}");
-}
-
-#[test]
 fn empty_jail_conf_is_refused() {
     // Proves a file with only globals and comments is refused, since jailswap needs at least one jail.
     let error = jail_conf_error("# nothing yet\nexec.clean;\n");
@@ -821,7 +851,7 @@ fn malformed_mount_fstab_file_is_reported_in_that_file() {
         conf,
         Path::new("/etc/jail.conf"),
         Path::new("/home/j"),
-        &|_: &Path| Some("/home/j/mroot /home/j/ns\n".to_owned()),
+        &Host::with_texts(&[("/etc/fstab.ns", "/home/j/mroot /home/j/ns\n")]),
     ));
     assert_eq!(error.file, PathBuf::from("/etc/fstab.ns"));
     assert_eq!(error.line, 1);
@@ -921,4 +951,664 @@ fn init_exit_codes() {
         .output()
         .unwrap();
     assert_eq!(missing.status.code(), Some(66), "{missing:?}");
+}
+
+#[test]
+fn jail_depending_on_itself_is_refused_at_its_depend_line() {
+    // Proves a jail that names itself in `depend` is refused at that line, as no start order exists.
+    let error = jail_conf_error("path = \"/j/$name\";\na { }\nb {\n\tdepend = a, b;\n}\n");
+    assert_eq!(error.line, 4);
+    assert!(
+        error.message.contains("jail \"b\" depending on itself"),
+        "{error}"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// .include and per-jail files
+// ---------------------------------------------------------------------------
+
+/// Imports `/etc/jail.conf` from `host`, where it must be one of the files.
+fn import_host(host: &Host, store: &str) -> Result<String, ImportError> {
+    let text = host
+        .files
+        .get(Path::new("/etc/jail.conf"))
+        .cloned()
+        .expect("/etc/jail.conf in the host");
+    import_jail_conf(&text, store, host)
+}
+
+#[test]
+fn include_glob_reads_the_matching_files_in_order_where_it_stands() {
+    // Proves a glob include reads the matching files sorted, skips hidden and non-matching names, and applies the including file's earlier globals to their jails.
+    let host = Host::with_texts(&[
+        (
+            "/etc/jail.conf",
+            "path = \"/j/$name\";\n.include \"/etc/jail.conf.d/*.conf\";\nlast { }\n",
+        ),
+        ("/etc/jail.conf.d/b.conf", "b {\n\tdepend = a;\n}\n"),
+        ("/etc/jail.conf.d/a.conf", "# a\na { }\n"),
+        ("/etc/jail.conf.d/.hidden.conf", "hidden { }\n"),
+        ("/etc/jail.conf.d/notes.txt", "notes { }\n"),
+    ]);
+    let output = import_host(&host, "/t").expect("import");
+    let document = parse(&output);
+    let jails = jails(&document);
+    assert_eq!(names(&jails), ["a", "b", "last"]);
+    assert_eq!(string(jail(&jails, "a"), "path"), Some("/j/a"));
+    assert_eq!(depends(jail(&jails, "b")), ["a"]);
+    assert!(
+        output.contains("# a: /etc/jail.conf.d/a.conf line 2."),
+        "{output}"
+    );
+    assert!(
+        output.contains("# last: /etc/jail.conf line 3."),
+        "{output}"
+    );
+    assert!(prose(&output).contains(
+        "Read /etc/jail.conf and the files it includes: /etc/jail.conf.d/a.conf, /etc/jail.conf.d/b.conf."
+    ));
+    // The directory is included, so it is not read a second time as per-jail files.
+    assert_eq!(
+        host.requested(),
+        ["/etc/jail.conf.d/a.conf", "/etc/jail.conf.d/b.conf"]
+    );
+}
+
+#[test]
+fn include_glob_matching_nothing_is_noted_not_refused() {
+    // Proves a glob that matches no file (even in a missing directory) is not an error and is noted.
+    let host = Host::with_texts(&[(
+        "/etc/jail.conf",
+        "a { path = /j/a; }\n.include \"/usr/local/etc/jail.conf.d/*.conf\";\n",
+    )]);
+    let output = import_host(&host, "/t").expect("import");
+    assert_eq!(names(&jails(&parse(&output))), ["a"]);
+    assert!(prose(&output).contains(
+        "/etc/jail.conf line 2: `.include \"/usr/local/etc/jail.conf.d/*.conf\"` matched no file."
+    ));
+}
+
+#[test]
+fn missing_named_include_is_reported_in_a_comment() {
+    // Proves an include naming a file that does not exist is a comment naming the line and the file, not an error.
+    let host = Host::with_texts(&[(
+        "/etc/jail.conf",
+        "a { path = /j/a; }\n\n.include \"local.conf\";\n",
+    )]);
+    let output = import_host(&host, "/t").expect("import");
+    assert_eq!(names(&jails(&parse(&output))), ["a"]);
+    assert!(
+        prose(&output).contains(
+            "Missing: /etc/jail.conf line 3 includes /etc/local.conf (\"local.conf\" as written), \
+             which does not exist. jail(8) stops with an error at that line"
+        ),
+        "{output}"
+    );
+}
+
+#[test]
+fn relative_includes_resolve_against_the_including_file() {
+    // Proves a relative include is relative to the directory of the file that names it, nested includes to theirs, and a bare file name to the current directory.
+    let host = Host::with_texts(&[
+        ("/etc/jail.conf", ".include \"jails/web.conf\";\n"),
+        (
+            "/etc/jails/web.conf",
+            ".include \"common/*.conf\";\nweb { }\n",
+        ),
+        ("/etc/jails/common/path.conf", "path = \"/srv/$name\";\n"),
+    ]);
+    let output = import_host(&host, "/t").expect("import");
+    assert_eq!(
+        string(jail(&jails(&parse(&output)), "web"), "path"),
+        Some("/srv/web")
+    );
+    let bare = Host::with_texts(&[("other.conf", "a { path = /j/a; }\n")]);
+    let output = from_jail_conf(
+        ".include \"other.conf\";\n",
+        Path::new("jail.conf"),
+        Path::new("/t"),
+        &bare,
+    )
+    .expect("import");
+    assert_eq!(names(&jails(&parse(&output))), ["a"]);
+    assert_eq!(bare.requested(), ["other.conf"]);
+}
+
+#[test]
+fn include_inside_a_block_adds_parameters_to_that_jail() {
+    // Proves an include inside a block (as in per-jail templates) gives that jail, and only it, the included parameters.
+    let host = Host::with_texts(&[
+        (
+            "/etc/jail.conf",
+            "lab {\n\t$jailip = \"10.0.0.2\";\n\t.include \"/etc/jail.conf.d/lab.template\";\n\
+             \tsecurelevel = -1;\n}\nother { path = /j/other; }\n",
+        ),
+        (
+            "/etc/jail.conf.d/lab.template",
+            "exec.start = \"/bin/sh /etc/rc\";\npath = \"/labs/${name}\";\n",
+        ),
+    ]);
+    let output = import_host(&host, "/t").expect("import");
+    let jails = jails(&parse(&output));
+    assert_eq!(string(jail(&jails, "lab"), "path"), Some("/labs/lab"));
+    assert_eq!(string(jail(&jails, "other"), "path"), Some("/j/other"));
+}
+
+#[test]
+fn block_in_a_file_included_inside_a_block_is_refused() {
+    // Proves a file included inside a block may not define a block, naming that file and line.
+    let host = Host::with_texts(&[
+        (
+            "/etc/jail.conf",
+            "lab {\n\t.include \"/etc/inner.conf\";\n}\n",
+        ),
+        ("/etc/inner.conf", "path = /j/lab;\nsub { }\n"),
+    ]);
+    let error = expect_error(import_host(&host, "/t"));
+    assert_eq!(error.file, PathBuf::from("/etc/inner.conf"));
+    assert_eq!(error.line, 2);
+    assert!(
+        error
+            .message
+            .contains("found block \"sub\" in a file included inside block \"lab\""),
+        "{error}"
+    );
+}
+
+#[test]
+fn include_cycle_is_refused_naming_the_files() {
+    // Proves files that include each other are refused at the include that closes the cycle, with the chain of files.
+    let host = Host::with_texts(&[
+        (
+            "/etc/jail.conf",
+            "a { path = /j/a; }\n.include \"b.conf\";\n",
+        ),
+        ("/etc/b.conf", "\n.include \"/etc/jail.conf\";\n"),
+    ]);
+    let error = expect_error(import_host(&host, "/t"));
+    assert_eq!(error.file, PathBuf::from("/etc/b.conf"));
+    assert_eq!(error.line, 2);
+    assert!(
+        error
+            .message
+            .contains("include cycle (/etc/jail.conf -> /etc/b.conf -> /etc/jail.conf)"),
+        "{error}"
+    );
+    // A glob that matches the file it is written in is a cycle too.
+    let host = Host::with_texts(&[
+        ("/etc/jail.conf", ".include \"/etc/jail.conf.d/*.conf\";\n"),
+        ("/etc/jail.conf.d/a.conf", ".include \"*.conf\";\n"),
+    ]);
+    let error = expect_error(import_host(&host, "/t"));
+    assert!(
+        error
+            .message
+            .contains("(/etc/jail.conf.d/a.conf -> /etc/jail.conf.d/a.conf)"),
+        "{error}"
+    );
+}
+
+#[test]
+fn includes_nested_too_deep_are_refused() {
+    // Proves a chain of 33 nested includes is refused, as jail(8) stops at 32, while 32 are followed.
+    let chain = |length: usize| {
+        let mut files: Vec<(String, String)> = (0..length)
+            .map(|level| {
+                (
+                    format!("/etc/chain/{level}.conf"),
+                    format!(".include \"{}.conf\";\n", level + 1),
+                )
+            })
+            .collect();
+        files.push((
+            format!("/etc/chain/{length}.conf"),
+            "deep { path = /j/deep; }\n".to_owned(),
+        ));
+        files.push((
+            "/etc/jail.conf".to_owned(),
+            ".include \"chain/0.conf\";\n".to_owned(),
+        ));
+        let texts: Vec<(&str, &str)> = files
+            .iter()
+            .map(|(path, text)| (path.as_str(), text.as_str()))
+            .collect();
+        let host = Host::with_texts(&texts);
+        import_host(&host, "/t")
+    };
+    let output = chain(31).expect("32 nested includes");
+    assert_eq!(names(&jails(&parse(&output))), ["deep"]);
+    let error = expect_error(chain(32));
+    assert!(
+        error.message.contains("nested more than 32 deep"),
+        "{error}"
+    );
+    assert_eq!(error.file, PathBuf::from("/etc/chain/31.conf"));
+}
+
+#[test]
+fn errors_in_included_files_name_that_file_and_line() {
+    // Proves syntax errors and unset variables inside an included file are reported in that file, at their line.
+    let host = Host::with_texts(&[
+        ("/etc/jail.conf", "# main\n.include \"/etc/j/*.conf\";\n"),
+        (
+            "/etc/j/a.conf",
+            "a {\n\tpath = \"/j/a\"\n\tmount.devfs;\n}\n",
+        ),
+    ]);
+    let error = expect_error(import_host(&host, "/t"));
+    assert_eq!(error.file, PathBuf::from("/etc/j/a.conf"));
+    assert_eq!(error.line, 2);
+    assert!(
+        error
+            .to_string()
+            .starts_with("/etc/j/a.conf:2: found \"mount.devfs\" on line 3"),
+        "{error}"
+    );
+    let host = Host::with_texts(&[
+        ("/etc/jail.conf", ".include \"/etc/j/*.conf\";\na { }\n"),
+        ("/etc/j/path.conf", "\n\npath = \"$root/$name\";\n"),
+    ]);
+    let error = expect_error(import_host(&host, "/t"));
+    assert_eq!(error.file, PathBuf::from("/etc/j/path.conf"));
+    assert_eq!(error.line, 3);
+    assert!(error.message.contains("variable \"$root\""), "{error}");
+    // A second block for a jail names the file of the first.
+    let host = Host::with_texts(&[
+        (
+            "/etc/jail.conf",
+            "path = /j/$name;\na { }\n.include \"/etc/j/*.conf\";\n",
+        ),
+        ("/etc/j/a.conf", "a { }\n"),
+    ]);
+    let error = expect_error(import_host(&host, "/t"));
+    assert_eq!(error.file, PathBuf::from("/etc/j/a.conf"));
+    assert!(
+        error
+            .message
+            .contains("and /etc/jail.conf line 2 already defines it"),
+        "{error}"
+    );
+}
+
+#[test]
+fn include_forms_jail8_does_not_follow_are_refused() {
+    // Proves `.include` with '=', without a file, with a variable or with an empty name is refused at its line.
+    for (conf, expected) in [
+        (
+            "a { path = /j/a; }\n.include = \"x.conf\";\n",
+            "found '=' after `.include`",
+        ),
+        (
+            "a { path = /j/a; }\n.include;\n",
+            "found `.include;` without a file",
+        ),
+        (
+            "a { path = /j/a; }\n.include \"$dir/x.conf\";\n",
+            "found variable in `.include` file name",
+        ),
+        (
+            "a { path = /j/a; }\n.include \"\";\n",
+            "found an empty `.include` file name",
+        ),
+    ] {
+        let error = jail_conf_error(conf);
+        assert_eq!(error.line, 2, "{conf}");
+        assert!(error.message.contains(expected), "{error}");
+    }
+}
+
+#[test]
+fn unreadable_included_file_is_refused() {
+    // Proves an included file that exists but cannot be read (here: not UTF-8) is an error at the include line, not a silent gap.
+    struct Unreadable;
+    impl SourceFiles for Unreadable {
+        fn read(&self, path: &Path) -> io::Result<String> {
+            Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{} is not UTF-8", path.display()),
+            ))
+        }
+        fn list(&self, directory: &Path) -> io::Result<Vec<String>> {
+            Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                directory.display().to_string(),
+            ))
+        }
+    }
+    let error = expect_error(from_jail_conf(
+        "a { path = /j/a; }\n.include \"/etc/x.conf\";\n",
+        Path::new("/etc/jail.conf"),
+        Path::new("/t"),
+        &Unreadable,
+    ));
+    assert_eq!(error.line, 2);
+    assert!(error.message.contains("cannot read /etc/x.conf"), "{error}");
+}
+
+#[test]
+fn per_jail_files_are_read_as_rc_d_jail_reads_them() {
+    // Proves jail.conf.d/NAME.conf is read on its own for jail NAME when jail.conf does not include the directory, replacing a block of the same name, with other content noted.
+    let host = Host::with_texts(&[
+        ("/etc/jail.conf", "path = \"/j/$name\";\nold { }\nweb { }\n"),
+        (
+            "/etc/jail.conf.d/web.conf",
+            "web {\n\tpath = \"/srv/web\";\n\tdepend = old;\n}\n",
+        ),
+        (
+            "/etc/jail.conf.d/db.conf",
+            "path = \"/srv/$name\";\ndb { }\nspare { }\n",
+        ),
+        ("/etc/jail.conf.d/empty.conf", "path = /x;\n"),
+        ("/etc/jail.conf.d/web.example.conf", "web.example { }\n"),
+    ]);
+    let output = import_host(&host, "/t").expect("import");
+    let document = parse(&output);
+    let jails = jails(&document);
+    assert_eq!(names(&jails), ["old", "db", "web"]);
+    // The per-jail file's own parameters, not jail.conf's.
+    assert_eq!(string(jail(&jails, "web"), "path"), Some("/srv/web"));
+    assert_eq!(string(jail(&jails, "db"), "path"), Some("/srv/db"));
+    assert_eq!(string(jail(&jails, "old"), "path"), Some("/j/old"));
+    assert_eq!(depends(jail(&jails, "web")), ["old"]);
+    let notes = prose(&output);
+    for expected in [
+        "Read the per-jail files /etc/jail.conf.d/db.conf, /etc/jail.conf.d/empty.conf, /etc/jail.conf.d/web.conf:",
+        "Not imported: /etc/jail.conf line 3 also defines jail web; `service jail start web` reads /etc/jail.conf.d/web.conf instead.",
+        "Not imported: spare (/etc/jail.conf.d/db.conf line 3): `service jail start spare` reads only jail.conf.d/spare.conf",
+        "Not imported: /etc/jail.conf.d/empty.conf defines no jail \"empty\"",
+        "Not read: /etc/jail.conf.d/web.example.conf.",
+        "`service jail start web` reads this per-jail file on its own (rc.d/jail), not /etc/jail.conf.",
+    ] {
+        assert!(notes.contains(expected), "missing {expected:?} in\n{output}");
+    }
+    assert!(
+        output.contains("# web: /etc/jail.conf.d/web.conf line 1."),
+        "{output}"
+    );
+}
+
+#[test]
+fn per_jail_file_without_a_path_says_it_is_read_alone() {
+    // Proves a per-jail file that relies on jail.conf's globals is refused with the reason: rc.d/jail reads it on its own.
+    let host = Host::with_texts(&[
+        ("/etc/jail.conf", "path = \"/j/$name\";\n"),
+        ("/etc/jail.conf.d/web.conf", "web { }\n"),
+    ]);
+    let error = expect_error(import_host(&host, "/t"));
+    assert_eq!(error.file, PathBuf::from("/etc/jail.conf.d/web.conf"));
+    assert!(error.message.contains("without a path"), "{error}");
+    assert!(
+        error.message.contains(
+            "rc.d/jail reads /etc/jail.conf.d/web.conf on its own, without the parameters of /etc/jail.conf"
+        ),
+        "{error}"
+    );
+}
+
+// Through the executable, on the real file system: relative includes, a
+// glob, a missing file and a per-jail directory.
+#[test]
+fn init_follows_includes_on_the_real_file_system() {
+    // Proves `jailswap init` reads included and per-jail files from disk through the host adapter, relative to the given jail.conf.
+    let directory = tempfile::tempdir().unwrap();
+    let etc = directory.path().join("etc");
+    std::fs::create_dir_all(etc.join("jails")).unwrap();
+    std::fs::create_dir_all(etc.join("jail.conf.d")).unwrap();
+    std::fs::write(
+        etc.join("jail.conf"),
+        "path = \"/j/$name\";\n.include \"jails/*.conf\";\n.include \"absent.conf\";\n",
+    )
+    .unwrap();
+    std::fs::write(etc.join("jails/b.conf"), "b { }\n").unwrap();
+    std::fs::write(etc.join("jails/a.conf"), "a { }\n").unwrap();
+    std::fs::write(
+        etc.join("jail.conf.d/c.conf"),
+        "c { path = /srv/c; mount.fstab = \"fstab.c\"; }\n",
+    )
+    .unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_jailswap"))
+        .args(["init", "--from-jail-conf"])
+        .arg(etc.join("jail.conf"))
+        .args(["--store", "/t"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    let text = String::from_utf8(output.stdout).unwrap();
+    let document = parse(&text);
+    let jails = jails(&document);
+    assert_eq!(names(&jails), ["a", "b", "c"]);
+    assert_eq!(string(jail(&jails, "c"), "path"), Some("/srv/c"));
+    let notes = prose(&text);
+    assert!(
+        notes.contains(&format!(
+            "includes {}/absent.conf (\"absent.conf\" as written), which does not exist",
+            etc.display()
+        )),
+        "{text}"
+    );
+    assert!(
+        notes.contains(&format!("{}/jails/a.conf line 1.", etc.display())),
+        "{text}"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Real-world files (sources and licences in tests/fixtures/import/README)
+// ---------------------------------------------------------------------------
+
+/// A host whose files are real-world fixtures: (path on the host, fixture
+/// name under real-world/).
+fn real_world(files: &[(&str, &str)]) -> Host {
+    let named: Vec<(&str, String)> = files
+        .iter()
+        .map(|(path, name)| (*path, format!("real-world/{name}")))
+        .collect();
+    let named: Vec<(&str, &str)> = named
+        .iter()
+        .map(|(path, name)| (*path, name.as_str()))
+        .collect();
+    Host::new(&named)
+}
+
+#[test]
+fn jail_conf_5_examples_import_with_their_five_includes() {
+    // Proves the EXAMPLES of jail.conf(5) import foo and bar, note each of its five include globs that match nothing, and pick up a per-jail file /etc/jail.xxx.conf through `.include "/etc/jail.*.conf"`.
+    let host = real_world(&[("/etc/jail.conf", "freebsd-jail.conf.5-examples")]);
+    let output = import_host(&host, "/var/jail").expect("import");
+    let document = parse(&output);
+    let jails = jails(&document);
+    assert_eq!(names(&jails), ["foo", "bar"]);
+    assert_eq!(string(jail(&jails, "foo"), "path"), Some("/var/jail/foo"));
+    assert_eq!(string(jail(&jails, "bar"), "path"), Some("/"));
+    assert_eq!(string(&document, "live"), Some("mroot"));
+    let notes = prose(&output);
+    for (line, pattern) in [
+        (55, "/etc/jail.conf.d/*.conf"),
+        (56, "/etc/jail.*.conf"),
+        (57, "/usr/local/etc/jail[.]conf"),
+        (58, "/usr/local/etc/jail.conf.d/*.conf"),
+        (59, "/usr/local/etc/jail.*.conf"),
+    ] {
+        let expected =
+            format!("/etc/jail.conf line {line}: `.include \"{pattern}\"` matched no file.");
+        assert!(
+            notes.contains(&expected),
+            "missing {expected:?} in\n{output}"
+        );
+    }
+    // share/examples/jails/README, sample 3: cp jail.xxx.conf /etc/.
+    let host = real_world(&[
+        ("/etc/jail.conf", "freebsd-jail.conf.5-examples"),
+        ("/etc/jail.xxx.conf", "freebsd-jail.xxx.conf"),
+    ]);
+    let output = import_host(&host, "/var/jail").expect("import");
+    let with_xxx = self::jails(&parse(&output));
+    assert_eq!(names(&with_xxx), ["foo", "bar", "xxx"]);
+    assert_eq!(string(jail(&with_xxx, "xxx"), "path"), Some("/vm/xxx"));
+    assert!(
+        output.contains("# xxx: /etc/jail.xxx.conf line 3."),
+        "{output}"
+    );
+    assert!(!prose(&output).contains("`.include \"/etc/jail.*.conf\"` matched no file"));
+}
+
+#[test]
+fn freebsd_per_jail_example_imports_on_its_own() {
+    // Proves share/examples/jails/jail.xxx.conf, given as the jail.conf, imports jail xxx with its root.
+    let host = real_world(&[("/etc/jail.conf", "freebsd-jail.xxx.conf")]);
+    let output = import_host(&host, "/vm").expect("import");
+    let jails = jails(&parse(&output));
+    assert_eq!(names(&jails), ["xxx"]);
+    assert_eq!(string(jail(&jails, "xxx"), "path"), Some("/vm/xxx"));
+}
+
+#[test]
+fn freebsd_test_jail_conf_without_a_path_is_refused() {
+    // Proves jail(8)'s own test configuration, whose jail has no path, is refused at its block, since jailswap needs the root.
+    let host = real_world(&[("/etc/jail.conf", "freebsd-commands.jail.conf")]);
+    let error = expect_error(import_host(&host, "/t"));
+    assert_eq!(error.line, 6);
+    assert!(
+        error
+            .message
+            .contains("found jail \"basejail\" without a path"),
+        "{error}"
+    );
+}
+
+fn handbook_14_host(jail_conf: Option<&str>) -> Host {
+    let mut files = vec![
+        ("/etc/jail.conf.d/classic.conf", "handbook-14-classic.conf"),
+        (
+            "/etc/jail.conf.d/thinjail.conf",
+            "handbook-14-thinjail.conf",
+        ),
+        ("/etc/jail.conf.d/vnet.conf", "handbook-14-vnet.conf"),
+        (
+            "/usr/local/jails/thinjail-nullfs-base.fstab",
+            "handbook-14-thinjail-nullfs-base.fstab",
+        ),
+    ];
+    if let Some(name) = jail_conf {
+        files.push(("/etc/jail.conf", name));
+    }
+    real_world(&files)
+}
+
+fn assert_handbook_14_jails(output: &str) {
+    let document = parse(output);
+    assert_eq!(
+        string(&document, "store"),
+        Some("/usr/local/jails/templates")
+    );
+    assert_eq!(string(&document, "live"), Some("14.3-RELEASE-base"));
+    let jails = jails(&document);
+    assert_eq!(names(&jails), ["classic", "thinjail", "vnet"]);
+    for (name, path) in [
+        ("classic", "/usr/local/jails/containers/classic"),
+        ("thinjail", "/usr/local/jails/thinjail-nullfs-base"),
+        ("vnet", "/usr/local/jails/containers/vnet"),
+    ] {
+        assert_eq!(string(jail(&jails, name), "path"), Some(path));
+        assert!(jail(&jails, name).get("fstab").is_none());
+        assert!(
+            output.contains(&format!("# {name}: /etc/jail.conf.d/{name}.conf line 5.")),
+            "{output}"
+        );
+    }
+    let notes = prose(output);
+    assert!(notes.contains(
+        "Template: /usr/local/jails/thinjail-nullfs-base.fstab line 6 mounts \
+         /usr/local/jails/templates/14.3-RELEASE-base read-only at /usr/local/jails/thinjail-nullfs-base/."
+    ), "{output}");
+    assert_eq!(
+        notes
+            .matches("No mount of the template at this jail's root was found")
+            .count(),
+        2,
+        "{output}"
+    );
+}
+
+#[test]
+fn handbook_14_jail_conf_d_layout_imports_through_its_include() {
+    // Proves the FreeBSD 14 Handbook layout (jail.conf holding only `.include "/etc/jail.conf.d/*.conf"`) imports classic, thinjail and vnet, with thinjail's NullFS template found.
+    let host = handbook_14_host(Some("handbook-14-jail.conf"));
+    let output = import_host(&host, "/usr/local/jails/templates").expect("import");
+    assert_handbook_14_jails(&output);
+    assert!(!prose(&output).contains("per-jail files"), "{output}");
+}
+
+#[test]
+fn handbook_14_per_jail_files_import_without_an_include() {
+    // Proves the same per-jail files import when jail.conf does not include them, as `service jail start NAME` reads them (rc.d/jail).
+    let host = handbook_14_host(None);
+    let output = from_jail_conf(
+        "# jail.conf with no jails of its own\nexec.clean;\n",
+        Path::new("/etc/jail.conf"),
+        Path::new("/usr/local/jails/templates"),
+        &host,
+    )
+    .expect("import");
+    assert_handbook_14_jails(&output);
+    assert!(prose(&output).contains(
+        "Read the per-jail files /etc/jail.conf.d/classic.conf, /etc/jail.conf.d/thinjail.conf, \
+         /etc/jail.conf.d/vnet.conf: `service jail start NAME` reads /etc/jail.conf.d/NAME.conf"
+    ), "{output}");
+}
+
+#[test]
+fn simple_jails_thin_jails_share_a_release_template() {
+    // Proves simple-jails' jail.conf and the fstabs its thinjail.sh writes import four jails, foo and bar mounting the 12.0-RELEASE template.
+    let host = real_world(&[
+        ("/etc/jail.conf", "simple-jails-jail.conf"),
+        ("/usr/local/jails/foo.fstab", "simple-jails-foo.fstab"),
+        ("/usr/local/jails/bar.fstab", "simple-jails-bar.fstab"),
+    ]);
+    let output = import_host(&host, "/usr/local/jails/templates").expect("import");
+    let document = parse(&output);
+    assert_eq!(string(&document, "live"), Some("12.0-RELEASE"));
+    let jails = jails(&document);
+    assert_eq!(names(&jails), ["foo", "bar", "baz", "qux"]);
+    for name in ["foo", "bar", "baz", "qux"] {
+        assert_eq!(
+            string(jail(&jails, name), "path"),
+            Some(format!("/usr/local/jails/{name}").as_str())
+        );
+    }
+    let notes = prose(&output);
+    assert!(notes.contains(
+        "Template: /usr/local/jails/bar.fstab line 3 mounts /usr/local/jails/templates/12.0-RELEASE read-only at /usr/local/jails/bar/."
+    ), "{output}");
+    assert_eq!(
+        notes
+            .matches("No mount of the template at this jail's root was found")
+            .count(),
+        2
+    );
+}
+
+#[test]
+fn diy_jails_import_with_their_variables() {
+    // Proves diy-jails' jail.conf (per-jail `$ip` variables, an emptied mount.fstab) imports both jails with their roots and no mount.fstab.
+    let host = real_world(&[("/etc/jail.conf", "diy-jails-jail.conf")]);
+    let output = import_host(&host, "/jails").expect("import");
+    let jails = jails(&parse(&output));
+    assert_eq!(names(&jails), ["iwantmybox", "z2"]);
+    assert_eq!(string(jail(&jails, "z2"), "path"), Some("/jails/z2"));
+    assert!(!prose(&output).contains("mount.fstab"), "{output}");
+    assert!(host.requested().is_empty());
+}
+
+#[test]
+fn jail_conf_setting_name_in_a_block_is_refused_as_jail8_refuses_it() {
+    // Proves a real jail.conf that sets `name` inside its block is refused at that line, as jail(8) refuses to redefine it.
+    let host = real_world(&[("/etc/jail.conf", "nikolaydachev-jail.conf")]);
+    let error = expect_error(import_host(&host, "/zroot/jails"));
+    assert_eq!(error.line, 13);
+    assert!(
+        error.message.contains("found `name` set for jail \"t1\""),
+        "{error}"
+    );
 }

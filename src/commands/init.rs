@@ -28,9 +28,7 @@ pub fn run(args: &InitArgs, context: &Context) -> Result<u8> {
         },
     })?;
     let generated = if from_jail_conf {
-        crate::import::from_jail_conf(&text, path, &args.store, &|file| {
-            std::fs::read_to_string(file).ok()
-        })
+        crate::import::from_jail_conf(&text, path, &args.store, &crate::import::HostFiles)
     } else {
         crate::import::from_fstab(&text, path, &args.store)
     };

@@ -16,7 +16,7 @@ mod resolve;
 
 use crate::fstab::MountSpec;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -680,56 +680,25 @@ pub fn parse(text: &str, file: &Path) -> Result<Settings> {
 
 /// Groups jails by dependency level, refusing unknown names and cycles.
 fn dependency_levels(jails: &[JailSpec]) -> std::result::Result<Vec<Vec<usize>>, String> {
-    let index: BTreeMap<&str, usize> = jails
+    let nodes: Vec<crate::order::Node<'_>> = jails
         .iter()
-        .enumerate()
-        .map(|(i, j)| (j.name.as_str(), i))
+        .map(|jail| crate::order::Node {
+            name: &jail.name,
+            depends: &jail.depends,
+        })
         .collect();
-    for jail in jails {
-        for dependency in &jail.depends {
-            if !index.contains_key(dependency.as_str()) {
-                return Err(format!(
-                    "jail {:?} depends on {dependency:?}, which is not configured",
-                    jail.name
-                ));
-            }
-            if dependency == &jail.name {
-                return Err(format!("jail {:?} depends on itself", jail.name));
-            }
+    crate::order::levels(&nodes).map_err(|error| match error {
+        crate::order::OrderError::Unknown { jail, dependency } => {
+            format!("jail {jail:?} depends on {dependency:?}, which is not configured")
         }
-    }
-    // Kahn's algorithm, level by level; what is left at the end is a cycle.
-    let mut level_of: Vec<Option<usize>> = vec![None; jails.len()];
-    let mut levels: Vec<Vec<usize>> = Vec::new();
-    loop {
-        let ready: Vec<usize> = (0..jails.len())
-            .filter(|&i| level_of[i].is_none())
-            .filter(|&i| {
-                jails[i]
-                    .depends
-                    .iter()
-                    .all(|d| level_of[index[d.as_str()]].is_some())
-            })
-            .collect();
-        if ready.is_empty() {
-            break;
+        crate::order::OrderError::SelfDependency { jail } => {
+            format!("jail {jail:?} depends on itself")
         }
-        for &i in &ready {
-            level_of[i] = Some(levels.len());
-        }
-        levels.push(ready);
-    }
-    let cyclic: Vec<&str> = (0..jails.len())
-        .filter(|&i| level_of[i].is_none())
-        .map(|i| jails[i].name.as_str())
-        .collect();
-    if !cyclic.is_empty() {
-        return Err(format!(
+        crate::order::OrderError::Cycle { cycle } => format!(
             "dependency cycle among jails {}; remove one of the `depends` entries",
-            cyclic.join(", ")
-        ));
-    }
-    Ok(levels)
+            cycle.join(" -> ")
+        ),
+    })
 }
 
 #[cfg(test)]
