@@ -296,7 +296,7 @@ def main():
                 answer["from"],
                 answer["to"],
                 answer["from"],
-                error,
+                error.rstrip("."),
                 jailswap.suggest("status"),
                 jailswap.suggest("show", str(answer["id"])),
             )
@@ -305,15 +305,15 @@ def main():
 
     if run.rc == 2 and outcome == "needs_operator":
         error, attention = cause(jailswap, result)
-        msg = "needs operator: transaction %s, upgrade %s -> %s is pending and neither direction could be completed. " % (
-            answer["id"],
-            answer["from"],
-            answer["to"],
-        )
+        msg = "needs operator: transaction %s, upgrade %s -> %s is pending: " % (answer["id"], answer["from"], answer["to"])
         if attention:
-            msg += "%s. " % attention.rstrip(".")
-        msg += "Cause: %s. Run `%s` to see what is wrong, fix it, then run `%s` to finish the transaction." % (
-            error,
+            msg += attention.rstrip(".") + ". "
+        else:
+            msg += "neither direction could be completed. "
+        # The attention text usually quotes the error already.
+        if not attention or error not in attention:
+            msg += "Cause: %s. " % error.rstrip(".")
+        msg += "Run `%s` to see what is wrong, fix it, then run `%s` to finish the transaction." % (
             jailswap.suggest("status"),
             jailswap.suggest("recover"),
         )
