@@ -226,6 +226,32 @@ impl Fleet {
     }
 }
 
+impl Drop for Fleet {
+    /// Each host's own teardown (the Drop of `Env`) is a single best-effort
+    /// pass, and a service that was just stopped can still hold its jail's
+    /// mount for a moment (a process that has released its memory but not
+    /// yet its working directory). Tear down again until nothing is mounted,
+    /// within a bound, so that the temporary directories can be removed.
+    fn drop(&mut self) {
+        for host in &self.hosts {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            host.sandbox.tear_down();
+            while !host.mounts().is_empty() {
+                if Instant::now() > deadline {
+                    eprintln!(
+                        "{}: still mounted after teardown: {:?}",
+                        host.dir.path().display(),
+                        host.mounts()
+                    );
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+                host.sandbox.tear_down();
+            }
+        }
+    }
+}
+
 /// Everything of a host that an upgrade could change: the store by inode,
 /// the mounts, every file of the journal's directory, the pid of each
 /// jail's service (a restarted jail has a new one) and what each answers.
