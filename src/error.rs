@@ -11,7 +11,7 @@
 use crate::config::ConfigError;
 use crate::host::HostError;
 use crate::journal::JournalError;
-use crate::preflight::Refusal;
+use crate::preflight::PreflightError;
 
 /// Exit codes with a documented meaning (SPEC.md, "Exit codes").
 pub mod code {
@@ -37,9 +37,10 @@ pub enum Error {
     /// 66, 77 or 78: the configuration is missing, unreadable or invalid.
     #[error(transparent)]
     Config(#[from] ConfigError),
-    /// 65: preflight refused; nothing was changed.
+    /// 65 (75 when a transaction is pending; the host's and the journal's
+    /// own codes when they failed): preflight stopped; nothing was changed.
     #[error(transparent)]
-    Refused(#[from] Refusal),
+    Preflight(#[from] PreflightError),
     /// 65 (77 when the system denied the privilege): the host failed before
     /// anything was changed.
     #[error(transparent)]
@@ -69,7 +70,11 @@ impl Error {
             Error::Config(error) if error.permission_denied() => code::PERMISSION,
             Error::Config(ConfigError::Unreadable { .. }) => code::CONFIG_MISSING,
             Error::Config(ConfigError::Invalid { .. }) => code::CONFIG,
-            Error::Refused(_) => code::INVALID,
+            Error::Preflight(PreflightError::Refused { .. }) => code::INVALID,
+            Error::Preflight(PreflightError::Pending { .. }) => code::BUSY,
+            Error::Preflight(PreflightError::Host(HostError::Denied(_))) => code::PERMISSION,
+            Error::Preflight(PreflightError::Host(_)) => code::INVALID,
+            Error::Preflight(PreflightError::Journal(_)) => code::JOURNAL,
             Error::Host(HostError::Denied(_)) => code::PERMISSION,
             Error::Host(_) => code::INVALID,
             Error::Journal(_) => code::JOURNAL,
@@ -85,7 +90,11 @@ impl Error {
         match self {
             Error::Usage(_) => Some("`jailswap --help` lists the commands and options".into()),
             Error::Config(error) => error.help(),
-            Error::Refused(refusal) => refusal.help.clone(),
+            Error::Preflight(
+                PreflightError::Refused { help, .. } | PreflightError::Pending { help, .. },
+            ) => Some(help.clone()),
+            Error::Preflight(PreflightError::Host(error)) => Error::Host(error.clone()).help(),
+            Error::Preflight(PreflightError::Journal(error)) => Some(error.help()),
             Error::Host(HostError::Denied(_)) => Some("run jailswap as root".into()),
             Error::Host(_) => {
                 Some("nothing was changed; fix the cause and run the command again".into())

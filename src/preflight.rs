@@ -3,25 +3,36 @@
 //! anything, with a message naming what is wrong and a `help:` line.
 
 use crate::config::{valid_name, Config};
-use crate::error::{Error, Result};
-use crate::host::{Entry, Host, Template, TemplateId};
-use crate::journal::{Journal, TxnRecord, TxnState};
+use crate::host::{Entry, Host, HostError, Template, TemplateId};
+use crate::journal::{Journal, JournalError, TxnRecord, TxnState};
 use crate::plan::Observed;
 use std::collections::BTreeSet;
 use std::path::Path;
 
-/// Preflight refused: nothing was changed (exit 65).
+/// Why preflight stopped; nothing was changed.
 #[derive(Debug, thiserror::Error)]
-#[error("{message}")]
-pub struct Refusal {
-    pub message: String,
-    pub help: Option<String>,
+pub enum PreflightError {
+    /// 65: the request cannot be carried out as it stands.
+    #[error("{message}")]
+    Refused { message: String, help: String },
+    /// 75: a transaction is pending and must be recovered first.
+    #[error("{message}")]
+    Pending { message: String, help: String },
+    /// The host could not be read.
+    #[error(transparent)]
+    Host(#[from] HostError),
+    /// The journal could not be read.
+    #[error(transparent)]
+    Journal(#[from] JournalError),
 }
 
-pub fn refuse(message: impl Into<String>, help: impl Into<String>) -> Error {
-    Error::Refused(Refusal {
+type Result<T, E = PreflightError> = std::result::Result<T, E>;
+
+/// A refusal (65) naming what is wrong, with what to do.
+pub fn refuse<E: From<PreflightError>>(message: impl Into<String>, help: impl Into<String>) -> E {
+    E::from(PreflightError::Refused {
         message: message.into(),
-        help: Some(help.into()),
+        help: help.into(),
     })
 }
 
@@ -430,14 +441,14 @@ pub fn previous_template<H: Host + ?Sized>(host: &H, journal: &Journal) -> Resul
 
 /// The refusal for a command that would change the host while a
 /// transaction is pending (75).
-pub fn pending_error(pending: &TxnRecord) -> Error {
+pub fn pending_error(pending: &TxnRecord) -> PreflightError {
     let help = if pending.state == TxnState::Paused {
         "the rolling upgrade is paused: `jailswap recover --resume` continues it, `jailswap recover --rollback` undoes it"
     } else {
         "run `jailswap status` to see what is pending, then `jailswap recover`"
     };
-    Error::busy(
-        format!(
+    PreflightError::Pending {
+        message: format!(
             "transaction {} ({} {} -> {}) is pending ({})",
             pending.id,
             pending.kind,
@@ -445,6 +456,6 @@ pub fn pending_error(pending: &TxnRecord) -> Error {
             pending.to_label,
             pending.state.as_str()
         ),
-        help,
-    )
+        help: help.to_string(),
+    }
 }

@@ -107,7 +107,7 @@ fn carry_out<H: Host + ?Sized>(
 /// Refuses while a transaction is pending.
 fn nothing_pending(journal: &Journal) -> Result<()> {
     match journal.pending()? {
-        Some(pending) => Err(preflight::pending_error(&pending)),
+        Some(pending) => Err(preflight::pending_error(&pending).into()),
         None => Ok(()),
     }
 }

@@ -112,7 +112,7 @@ pub fn run(context: &Context) -> Result<u8> {
             .pending()
             .map_err(Error::from)
             .and_then(|pending| match pending {
-                Some(record) => Err(preflight::pending_error(&record)),
+                Some(record) => Err(preflight::pending_error(&record).into()),
                 None => Ok(String::new()),
             });
         findings.push(finding("no transaction is pending", pending));
@@ -124,7 +124,10 @@ pub fn run(context: &Context) -> Result<u8> {
             live.id
         )
     });
-    findings.push(finding(format!("live template {:?}", config.live), live));
+    findings.push(finding(
+        format!("live template {:?}", config.live),
+        live.map_err(Error::from),
+    ));
     let status = preflight::observe_host_jails(&*host, &config).map(|stopped| {
         if stopped.is_empty() {
             ": every jail runs".to_string()
@@ -132,7 +135,10 @@ pub fn run(context: &Context) -> Result<u8> {
             format!(": not running: {}", stopped.join(", "))
         }
     });
-    findings.push(finding("status commands answer", status));
+    findings.push(finding(
+        "status commands answer",
+        status.map_err(Error::from),
+    ));
 
     let mut health = Vec::new();
     for jail in &config.jails {

@@ -10,7 +10,7 @@ use crate::preflight::refuse;
 /// A transaction and its steps, or 65 naming the transaction when there is none.
 pub fn load(context: &Context, id: i64) -> Result<(TxnRecord, Vec<StepRecord>)> {
     let config = context.config()?;
-    let not_found = || {
+    let not_found = || -> crate::error::Error {
         refuse(
             format!("there is no transaction {id}"),
             "`jailswap history` lists them",
