@@ -226,9 +226,6 @@ impl<'a, H: Host + ?Sized> Actor<'a, H> {
                 Ok(Observation::Unknown)
             }
         };
-        let mounted = |target: &std::path::Path| -> HostResult<bool> {
-            Ok(host.mount_points()?.contains(target))
-        };
         Ok(match action {
             Action::Stop { jail } => match running(jail)? {
                 Some(false) => Observation::Done,
@@ -240,18 +237,24 @@ impl<'a, H: Host + ?Sized> Actor<'a, H> {
                 Some(false) => Observation::NotDone,
                 None => Observation::Unknown,
             },
-            Action::Unmount { mount, .. } => match mounted(&mount.target)? {
+            Action::Unmount {
+                jail,
+                mount,
+                template,
+            } => match self.mounted_as(jail, &mount.target, template.as_ref())? {
                 true => Observation::NotDone,
                 false => Observation::Done,
             },
-            Action::Mount { mount, .. } => match mounted(&mount.target)? {
+            Action::Mount {
+                jail,
+                mount,
+                template,
+            } => match self.mounted_as(jail, &mount.target, template.as_ref())? {
                 true => Observation::Done,
                 false => Observation::NotDone,
             },
             Action::Rename { from, to, id } => moved(from, to, id)?,
-            Action::Carry { path, from, to, id } => {
-                moved(&format!("{from}/{path}"), &format!("{to}/{path}"), id)?
-            }
+            Action::Carry { path, to, id, .. } => self.observe_carry(path, to, id)?,
             Action::Delete { template, id } => match at(template)? {
                 None if !host.examine(template)?.exists() => Observation::Done,
                 Some(found) if found == *id => Observation::NotDone,
@@ -275,6 +278,65 @@ impl<'a, H: Host + ?Sized> Actor<'a, H> {
             | Action::Run { .. }
             | Action::CheckLinks { .. }
             | Action::Fingerprint { .. } => Observation::Unknown,
+        })
+    }
+}
+
+impl<H: Host + ?Sized> Actor<'_, H> {
+    /// Whether `target` is mounted as this step means it: when the step
+    /// names the template the jail's root shows with it, that root must
+    /// show that template (a mount a rollback restored on the old template
+    /// is not the upgrade's mount on the new one).
+    fn mounted_as(
+        &self,
+        jail: &str,
+        target: &std::path::Path,
+        template: Option<&TemplateId>,
+    ) -> HostResult<bool> {
+        if !self.host.mount_points()?.contains(target) {
+            return Ok(false);
+        }
+        let Some(template) = template else {
+            return Ok(true);
+        };
+        let live = self.plan.store.join(&self.plan.live);
+        let Some(root) = self
+            .jail(jail)?
+            .mounts
+            .iter()
+            .find(|mount| mount.source == live)
+        else {
+            return Ok(true);
+        };
+        Ok(self.host.template_at(&root.target)?.as_ref() == Some(template))
+    }
+
+    /// Where a carried path is, by the identity of the templates rather
+    /// than their names: names change under a rollback (the renames are
+    /// undone after the carry's undo, and a rollback from memory may have
+    /// undone all of them unrecorded). Moving into the live name is moving
+    /// into the new template; moving back is moving into the old one.
+    fn observe_carry(&self, path: &str, to: &str, id: &TemplateId) -> HostResult<Observation> {
+        let plan = self.plan;
+        let (into, out_of) = if to == plan.live {
+            (&plan.target_id, &plan.live_id)
+        } else {
+            (&plan.live_id, &plan.target_id)
+        };
+        let templates = self.host.templates()?;
+        let holds = |template: &TemplateId| -> HostResult<bool> {
+            let Some(found) = templates.iter().find(|t| t.found.id == *template) else {
+                return Ok(false);
+            };
+            let inside = format!("{}/{path}", found.name);
+            Ok(self.host.examine(&inside)?.found().map(|f| &f.id) == Some(id))
+        };
+        Ok(if holds(into)? {
+            Observation::Done
+        } else if holds(out_of)? {
+            Observation::NotDone
+        } else {
+            Observation::Unknown
         })
     }
 }

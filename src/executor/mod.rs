@@ -123,6 +123,9 @@ pub struct Executor<'a, H: Host + ?Sized> {
     pub interrupted: &'a AtomicBool,
     /// The journal failed: nothing more is written until the end.
     lost: Option<JournalError>,
+    /// Which way the run goes now: going back, waves run even when the
+    /// journal cannot record their intent (the rollback from memory).
+    direction: Direction,
 }
 
 fn parse_time(text: &Option<String>) -> Option<DateTime<Utc>> {
@@ -146,6 +149,7 @@ impl<'a, H: Host + ?Sized> Executor<'a, H> {
             timing: BTreeMap::new(),
             interrupted,
             lost: None,
+            direction: Direction::Forward,
         }
     }
 
@@ -310,6 +314,7 @@ impl<'a, H: Host + ?Sized> Executor<'a, H> {
     }
 
     fn rollback(&mut self) -> Result<Outcome, Crash> {
+        self.direction = Direction::Rollback;
         let plan = self.actor.plan;
         let undoable = |state: Option<&StepState>| {
             matches!(

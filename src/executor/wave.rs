@@ -1,7 +1,7 @@
 //! One wave of steps: the intent commit, the actions (a jail's steps in
 //! order, jails in parallel, `parallel` at a time), the completion commit.
 
-use super::{Crash, Executor};
+use super::{Crash, Direction, Executor};
 use crate::host::{Host, HostError};
 use crate::journal::{StepResult, StepState};
 use chrono::Utc;
@@ -22,8 +22,9 @@ impl<H: Host + ?Sized> Executor<'_, H> {
         // commit leaves the steps `started`/`undoing`, which recovery
         // resolves by observing the host before it acts.
         self.record(|journal, id| journal.mark_started(id, seqs, undo))?;
-        if self.lost.is_some() {
-            // Nothing of this wave ran.
+        if self.lost.is_some() && self.direction == Direction::Forward {
+            // Going forward, nothing runs without its intent on record.
+            // Going back, the rollback from memory runs what it must.
             return Ok(Some(self.lost_message()));
         }
         for seq in seqs {

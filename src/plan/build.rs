@@ -54,6 +54,19 @@ struct HostView<'a> {
     mounted: &'a dyn Fn(&PathBuf) -> bool,
 }
 
+impl HostView<'_> {
+    /// Whether the jail mounts the live template at its root (so that which
+    /// template its mounts belong to can be seen there).
+    fn has_root(&self, jail: &crate::config::JailSpec) -> bool {
+        has_root(self.config, jail)
+    }
+}
+
+fn has_root(config: &Config, jail: &crate::config::JailSpec) -> bool {
+    let live = config.store.join(&config.live);
+    jail.mounts.iter().any(|mount| mount.source == live)
+}
+
 /// Appends steps wave by wave, numbering them.
 struct Builder {
     steps: Vec<Step>,
@@ -82,14 +95,17 @@ impl Builder {
     /// onto whatever the live name holds: stop (dependants first), unmount
     /// (each fstab in reverse), verify, mount, start (dependencies first),
     /// health. `verify` is what no jail may still mount after unmounting.
+    #[allow(clippy::too_many_arguments)]
     fn restart(
         &mut self,
         host: &HostView,
         jails: &[usize],
         verify: Option<&str>,
+        templates: (Option<&TemplateId>, Option<&TemplateId>),
         phase: Phase,
         batch: Option<u32>,
     ) {
+        let (unmounting, mounting) = templates;
         let (config, running, mounted) = (host.config, host.running, host.mounted);
         let levels: Vec<Vec<usize>> = config
             .levels
@@ -123,6 +139,7 @@ impl Builder {
                     .map(|mount| Action::Unmount {
                         jail: jail.name.clone(),
                         mount: mount.clone(),
+                        template: unmounting.filter(|_| host.has_root(jail)).cloned(),
                     })
             })
             .collect();
@@ -144,6 +161,7 @@ impl Builder {
                 jail.mounts.iter().map(|mount| Action::Mount {
                     jail: jail.name.clone(),
                     mount: mount.clone(),
+                    template: mounting.filter(|_| host.has_root(jail)).cloned(),
                 })
             })
             .collect();
@@ -225,6 +243,7 @@ pub fn build(config: &Config, request: &Request, observed: &Observed) -> Plan {
                         .map(|mount| Action::Unmount {
                             jail: jail.name.clone(),
                             mount: mount.clone(),
+                            template: has_root(config, jail).then(|| observed.live_id.clone()),
                         })
                 })
                 .collect();
@@ -246,6 +265,7 @@ pub fn build(config: &Config, request: &Request, observed: &Observed) -> Plan {
                     jail.mounts.iter().map(|mount| Action::Mount {
                         jail: jail.name.clone(),
                         mount: mount.clone(),
+                        template: has_root(config, jail).then(|| observed.target_id.clone()),
                     })
                 })
                 .collect();
@@ -294,6 +314,7 @@ pub fn build(config: &Config, request: &Request, observed: &Observed) -> Plan {
                     },
                     members,
                     Some(&request.archive_as),
+                    (Some(&observed.live_id), Some(&observed.target_id)),
                     Phase::Forward,
                     Some(index as u32 + 1),
                 );
@@ -310,6 +331,8 @@ pub fn build(config: &Config, request: &Request, observed: &Observed) -> Plan {
                 },
                 &order,
                 Some(&request.target),
+                // Whatever a moved jail shows comes down; the old one goes up.
+                (None, Some(&observed.live_id)),
                 Phase::AfterRollback,
                 None,
             );

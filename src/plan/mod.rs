@@ -32,9 +32,15 @@ pub enum Action {
     Stop {
         jail: String,
     },
+    /// Unmounts one fstab entry of a jail. `template` is the template the
+    /// jail's root shows while this mount is the one meant (the old one
+    /// before the swap, the new one after): recovery tells this
+    /// transaction's mounts from those a rollback restored by it.
     Unmount {
         jail: String,
         mount: MountSpec,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        template: Option<TemplateId>,
     },
     /// Nothing may still mount the live template once the jails are down.
     VerifyUnused {
@@ -63,9 +69,12 @@ pub enum Action {
         #[serde(alias = "inode")]
         id: TemplateId,
     },
+    /// Mounts one fstab entry of a jail; `template` as for `Unmount`.
     Mount {
         jail: String,
         mount: MountSpec,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        template: Option<TemplateId>,
     },
     Start {
         jail: String,
@@ -120,13 +129,23 @@ impl Action {
         Some(match self {
             Action::Stop { jail } => Action::Start { jail: jail.clone() },
             Action::Start { jail } => Action::Stop { jail: jail.clone() },
-            Action::Unmount { jail, mount } => Action::Mount {
+            Action::Unmount {
+                jail,
+                mount,
+                template,
+            } => Action::Mount {
                 jail: jail.clone(),
                 mount: mount.clone(),
+                template: template.clone(),
             },
-            Action::Mount { jail, mount } => Action::Unmount {
+            Action::Mount {
+                jail,
+                mount,
+                template,
+            } => Action::Unmount {
                 jail: jail.clone(),
                 mount: mount.clone(),
+                template: template.clone(),
             },
             Action::Rename { from, to, id } => Action::Rename {
                 from: to.clone(),

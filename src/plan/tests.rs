@@ -278,6 +278,7 @@ fn undo_is_an_involution() {
         Action::Mount {
             jail: "a".into(),
             mount,
+            template: Some(TemplateId::Inode(2)),
         },
         Action::Rename {
             from: "x".into(),

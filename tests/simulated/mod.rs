@@ -459,7 +459,16 @@ impl Bench {
             Some(Outcome::NeedsOperator) => return Err("the outcome is needs_operator".into()),
             _ => {}
         }
+        self.world_invariant(arrangement)?;
+        Ok(arrangement)
+    }
 
+    /// The host's half of the invariant, whatever the journal says: the
+    /// store holds exactly `arrangement`, the carried path sits in the live
+    /// template, each jail's mounts are exactly its fstab on the live
+    /// template (read-only), every jail runs healthy on it, no data changed.
+    pub fn world_invariant(&self, arrangement: Arrangement) -> Result<(), String> {
+        let swap = &self.swap;
         let world = self.host.snapshot();
         let (live_inode, other_name, other_inode) = match arrangement {
             Arrangement::Old => (swap.from_inode, &swap.target, swap.to_inode),
@@ -555,7 +564,7 @@ impl Bench {
                     .map_err(|error| format!("jail {} is not healthy: {error}", jail.name))?;
             }
         }
-        Ok(arrangement)
+        Ok(())
     }
 
     /// What must hold even when a transaction waits for the operator: no
