@@ -654,7 +654,13 @@ fn metrics_from_a_journal() {
     assert!(metrics.contains_key("jailswap_last_transaction_start_timestamp_seconds"));
 
     journal
-        .finish(first, TxnState::Committed, Some(123), Some("{}"), &[])
+        .finish(
+            first,
+            TxnState::Committed,
+            (Some(123), Some("{}")),
+            &[],
+            None,
+        )
         .unwrap();
     let before = std::fs::metadata(&path).unwrap();
     let old_text = std::fs::read_to_string(&path).unwrap();
@@ -715,7 +721,7 @@ fn metrics_from_a_journal() {
     // A second transaction that rolled back becomes the last one.
     let second = begin(&mut journal, &config, TransactionKind::Rollback, "mroot.1");
     journal
-        .finish(second, TxnState::RolledBack, Some(50), None, &[])
+        .finish(second, TxnState::RolledBack, (Some(50), None), &[], None)
         .unwrap();
     jailswap::metrics::write(&path, &journal).unwrap();
     let metrics = parse_metrics(&std::fs::read_to_string(&path).unwrap());

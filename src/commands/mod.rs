@@ -222,6 +222,9 @@ pub fn install_faults(journal: &mut crate::journal::Journal) {
         return;
     }
     let mut seen: std::collections::BTreeMap<String, u32> = Default::default();
+    // Once a failure that lasts has begun, every commit fails, whatever its
+    // name, as on a disk that died.
+    let mut dying = false;
     journal.set_fault_hook(Some(Box::new(move |commit, after| {
         if !after {
             *seen.entry(commit.to_string()).or_default() += 1;
@@ -236,7 +239,11 @@ pub fn install_faults(journal: &mut crate::journal::Journal) {
             }
         }
         if let Some((name, n, how, always)) = &fail {
-            if !after && commit == name && (count == *n || (*always && count >= *n)) {
+            let hit = !after && ((commit == name && count == *n) || dying);
+            if hit && *always {
+                dying = true;
+            }
+            if hit {
                 return Some(if how == "io" {
                     Fault::IoError
                 } else {

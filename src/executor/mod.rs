@@ -126,6 +126,8 @@ pub struct Executor<'a, H: Host + ?Sized> {
     /// Which way the run goes now: going back, waves run even when the
     /// journal cannot record their intent (the rollback from memory).
     direction: Direction,
+    /// Why it rolls back, kept for a journal that could not record it yet.
+    cause: Option<String>,
 }
 
 fn parse_time(text: &Option<String>) -> Option<DateTime<Utc>> {
@@ -150,6 +152,7 @@ impl<'a, H: Host + ?Sized> Executor<'a, H> {
             interrupted,
             lost: None,
             direction: Direction::Forward,
+            cause: None,
         }
     }
 
@@ -198,6 +201,7 @@ impl<'a, H: Host + ?Sized> Executor<'a, H> {
             self.actor
                 .reporter
                 .line(&format!("failed: {cause}; rolling back"));
+            self.cause = Some(cause.clone());
             self.record(|journal, id| {
                 journal.set_state(id, TxnState::RollingBack, None, Some(&cause))
             })?;
@@ -408,7 +412,7 @@ impl<'a, H: Host + ?Sized> Executor<'a, H> {
             return Ok(Outcome::NeedsOperator);
         }
         let (total, per_jail) = self.downtime();
-        self.record(|journal, id| journal.finish(id, state, total, Some(&per_jail), &[]))?;
+        self.record(|journal, id| journal.finish(id, state, (total, Some(&per_jail)), &[], None))?;
         if self.lost.is_some() && !self.record_despite_loss(state, None) {
             return Ok(Outcome::NeedsOperator);
         }
@@ -422,10 +426,16 @@ impl<'a, H: Host + ?Sized> Executor<'a, H> {
         let (total, per_jail) = self.downtime();
         let attempt = |journal: &mut Journal| -> Result<(), JournalError> {
             if state.is_final() {
-                journal.finish(self.id, state, total, Some(&per_jail), &steps)
+                journal.finish(
+                    self.id,
+                    state,
+                    (total, Some(&per_jail)),
+                    &steps,
+                    self.cause.as_deref(),
+                )
             } else {
                 journal.set_step_states(self.id, &steps)?;
-                journal.set_state(self.id, state, attention, None)
+                journal.set_state(self.id, state, attention, self.cause.as_deref())
             }
         };
         let mut result = attempt(self.journal);

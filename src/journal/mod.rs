@@ -154,9 +154,23 @@ impl Journal {
     /// when it does not exist yet, after checking that it can be trusted.
     pub fn open(path: &Path) -> Result<Journal, JournalError> {
         check_trust(path)?;
-        Journal::open_inner(path, true).map_err(|cause| JournalError {
-            path: path.to_path_buf(),
-            cause,
+        let directory = path.parent().filter(|directory| !directory.exists());
+        let existed = path.exists();
+        Journal::open_inner(path, true).map_err(|cause| {
+            // A journal that could not be made leaves nothing behind (a
+            // full disk, say): the host is exactly as it was.
+            if !existed {
+                for suffix in ["", "-wal", "-shm"] {
+                    let _ = std::fs::remove_file(companion(path, suffix));
+                }
+                if let Some(directory) = directory {
+                    let _ = std::fs::remove_dir(directory);
+                }
+            }
+            JournalError {
+                path: path.to_path_buf(),
+                cause,
+            }
         })
     }
 
@@ -166,12 +180,15 @@ impl Journal {
         if !path.exists() {
             return Ok(None);
         }
-        Journal::open_inner(path, false)
-            .map(Some)
-            .map_err(|cause| JournalError {
-                path: path.to_path_buf(),
-                cause,
-            })
+        let journal = Journal::open_inner(path, false).map_err(|cause| JournalError {
+            path: path.to_path_buf(),
+            cause,
+        })?;
+        // A file without the schema yet holds no transaction.
+        let version = journal
+            .check_version()
+            .map_err(|cause| journal.error(cause))?;
+        Ok((version > 0).then_some(journal))
     }
 
     fn open_inner(path: &Path, write: bool) -> Result<Journal, Cause> {
@@ -511,17 +528,19 @@ impl Journal {
         })
     }
 
-    /// Makes a transaction final, with every step's state as the process
-    /// holds it (`steps`: after the journal failed mid-transaction, this is
-    /// the first write that records what was done since), in one commit.
+    /// Makes a transaction final, in one commit. After the journal failed
+    /// mid-transaction this is the first write that records what was done
+    /// since: every step's state as the process holds it (`steps`) and the
+    /// cause of the rollback (`error`, kept when one is recorded already).
     pub fn finish(
         &mut self,
         id: i64,
         state: TxnState,
-        downtime_ms: Option<i64>,
-        downtime_jails: Option<&str>,
+        downtime: (Option<i64>, Option<&str>),
         steps: &[(u32, StepState)],
+        error: Option<&str>,
     ) -> Result<(), JournalError> {
+        let (downtime_ms, downtime_jails) = downtime;
         // The final state and the record's place in the audit chain are one
         // commit: a finished transaction is always hashed.
         self.commit("finish", |connection| {
@@ -534,8 +553,8 @@ impl Journal {
                 }
             }
             transaction.execute(
-                "UPDATE txn SET state = ?2, finished_at = ?3, downtime_ms = ?4, downtime_jails = ?5, attention = NULL, interrupted_recoveries = 0 WHERE id = ?1",
-                params![id, state.as_str(), now(), downtime_ms, downtime_jails],
+                "UPDATE txn SET state = ?2, finished_at = ?3, downtime_ms = ?4, downtime_jails = ?5, attention = NULL, interrupted_recoveries = 0, error = COALESCE(error, ?6) WHERE id = ?1",
+                params![id, state.as_str(), now(), downtime_ms, downtime_jails, error],
             )?;
             let previous: Option<String> = transaction
                 .query_row("SELECT record_hash FROM txn WHERE record_hash IS NOT NULL AND id < ?1 ORDER BY id DESC LIMIT 1", [id], |row| row.get(0))

@@ -162,7 +162,7 @@ impl Env {
         let text = std::fs::read_to_string("/proc/thread-self/mountinfo").expect("mountinfo");
         jailswap::host::linux::parse_mountinfo(&text)
             .into_iter()
-            .filter(|m| m.mount_point.starts_with(self.dir.path()))
+            .filter(|m| m.mount_point.starts_with(self.store()))
             .map(|m| (m.mount_point, m.root, m.read_only))
             .collect()
     }
