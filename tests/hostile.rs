@@ -8,7 +8,7 @@
 mod common;
 
 use common::{code, describe, Arrangement, Before, Env};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::AsFd;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -47,9 +47,7 @@ fn a_hangup_does_not_interrupt_the_transaction() {
         .unwrap();
     }
     let slave = |pty: &nix::pty::OpenptyResult| -> Stdio {
-        Stdio::from(OwnedFd::from(
-            pty.slave.as_fd().try_clone_to_owned().unwrap(),
-        ))
+        Stdio::from(pty.slave.as_fd().try_clone_to_owned().unwrap())
     };
     let mut command = Command::new("setsid");
     command
@@ -557,7 +555,8 @@ fn an_untrusted_journal_is_refused_by_every_command() {
         &["upgrade", "--to", "mroot.2", "--dry-run"],
         &["prune", "--keep", "0"],
     ];
-    let damages: [(&str, Box<dyn Fn()>, Box<dyn Fn()>); 4] = [
+    type Change<'a> = Box<dyn Fn() + 'a>;
+    let damages: [(&str, Change, Change); 4] = [
         (
             "journal owned by another user",
             Box::new(|| nix::unistd::chown(&journal, Some(65534.into()), None).unwrap()),
