@@ -173,7 +173,9 @@ fn stderr_filter(verbose: bool) -> EnvFilter {
     match std::env::var(LOG_ENV) {
         Ok(directives) if !directives.trim().is_empty() => EnvFilter::try_new(&directives)
             .unwrap_or_else(|error| {
-                eprintln!("jailswap: ignoring {LOG_ENV}={directives:?}: {error}");
+                crate::output::warning(&format!(
+                    "ignoring {LOG_ENV}={directives:?}: {error}; write filter directives such as jailswap=debug"
+                ));
                 EnvFilter::new(default)
             }),
         _ => EnvFilter::new(default),

@@ -33,6 +33,7 @@ fn main() -> ExitCode {
             return ExitCode::from(jailswap::error::code::USAGE);
         }
     };
+    jailswap::process::raise_open_file_limit();
     jailswap::logging::init(cli.verbose, None);
     ExitCode::from(jailswap::commands::run(cli, config_from_command_line))
 }

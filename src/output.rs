@@ -138,6 +138,13 @@ impl Drop for OutputWriter<'_> {
     }
 }
 
+/// Writes a warning to stderr (lost, like everything else, when stderr is gone).
+pub fn warning(message: &str) {
+    let _ = std::io::stderr()
+        .lock()
+        .write_all(format!("jailswap: warning: {message}\n").as_bytes());
+}
+
 /// Writes an error and its help line to stderr; a stderr that cannot be
 /// written loses them, as it loses everything else.
 pub fn error(message: &str, help: Option<&str>) {

@@ -375,9 +375,14 @@ pub fn observe_host_jails<H: Host + ?Sized>(host: &H, config: &Config) -> Result
             Ok(Some(false)) => stopped.push(jail.name.clone()),
             Ok(_) => {}
             Err(error) => {
+                let help = if crate::process::out_of_files(&error.to_string()) {
+                    "jailswap ran out of open files: raise the limit (`ulimit -n`, or LimitNOFILE in its service unit); nothing was changed"
+                } else {
+                    "fix the jail's `status` command; nothing was changed"
+                };
                 return Err(refuse(
                     format!("status of jail {}: {error}", jail.name),
-                    "fix the jail's `status` command; nothing was changed",
+                    help,
                 ));
             }
         }

@@ -717,3 +717,48 @@ fn not_root_is_77() {
     );
     assert_eq!(env.assert_invariant(&before, "not root"), Arrangement::Old);
 }
+
+// ------------------------------------------------------------ file limits
+
+// Out of file descriptors (a hard limit too low for ten jails): preflight
+// refuses saying so, or the transaction fails where it runs out and rolls
+// back; the host ends whole either way.
+#[test]
+fn running_out_of_file_descriptors_ends_whole() {
+    let mut seen = Vec::new();
+    for limit in [16, 24, 28] {
+        let env = Env::new(jailswap::sandbox::SandboxOptions {
+            jails: 10,
+            ..jailswap::sandbox::SandboxOptions::default()
+        });
+        let before = env.before("mroot.2");
+        let output = Command::new("bash")
+            .arg("-c")
+            .arg(format!("ulimit -n {limit}; exec \"$@\""))
+            .arg("bash")
+            .arg(common::PROGRAM)
+            .arg("-c")
+            .arg(&env.sandbox.config)
+            .args(["upgrade", "--to", "mroot.2"])
+            .env_remove("JAILSWAP_CONFIG")
+            .output()
+            .unwrap();
+        let context = format!("ulimit -n {limit}");
+        no_panic(&output, &context);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        match code(&output) {
+            65 => assert!(
+                stderr.contains("ran out of open files"),
+                "{context}: {stderr}"
+            ),
+            1 => assert!(
+                stderr.contains("Too many open files"),
+                "{context}: {stderr}"
+            ),
+            other => panic!("{context}: exit {other}: {}", describe(&output)),
+        }
+        assert_eq!(env.assert_invariant(&before, &context), Arrangement::Old);
+        seen.push((limit, code(&output)));
+    }
+    eprintln!("limit -> exit code: {seen:?}");
+}

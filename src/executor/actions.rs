@@ -308,7 +308,14 @@ impl<H: Host + ?Sized> Actor<'_, H> {
         else {
             return Ok(true);
         };
-        Ok(self.host.template_at(&root.target)?.as_ref() == Some(template))
+        // A root that shows neither of the transaction's templates (a
+        // mount the host cannot identify) leaves the mount table to say.
+        let seen = self.host.template_at(&root.target)?;
+        let ours = [&self.plan.live_id, &self.plan.target_id];
+        Ok(match seen {
+            Some(seen) if ours.contains(&&seen) => seen == *template,
+            _ => true,
+        })
     }
 
     /// Where a carried path is, by the identity of the templates rather

@@ -202,6 +202,25 @@ fn run(
     })
 }
 
+/// Raises the soft limit on open files to the hard one: a transaction
+/// with many jails runs shells, pipes and files in parallel, and a soft
+/// limit lower than the system allows would make it fail half-way (it
+/// would roll back, but need not fail at all).
+pub fn raise_open_file_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        let wanted = hard.min(1 << 16);
+        if soft < wanted {
+            let _ = setrlimit(Resource::RLIMIT_NOFILE, wanted, hard);
+        }
+    }
+}
+
+/// Whether an error is the process running out of open files.
+pub fn out_of_files(message: &str) -> bool {
+    message.contains(&format!("(os error {})", libc::EMFILE))
+}
+
 /// The largest script handed to one shell (an argument is limited to
 /// 128 KiB on Linux); longer lists run in several shells one after another.
 const BATCH_SCRIPT_BYTES: usize = 64 * 1024;
