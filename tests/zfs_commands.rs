@@ -1037,11 +1037,11 @@ fn rename_onto_an_existing_dataset_is_refused() {
     assert_eq!(host.mounts(), host.expected_mounts());
 }
 
-// An archive name taken during the downtime by a directory of the store's dataset: jailswap refuses to rename onto it before running zfs, and rolls back (1).
+// An archive name taken during the downtime by a directory that holds files: jailswap refuses to rename onto it (zfs would hide them under the mount) before running zfs, and rolls back (1).
 #[test]
 fn rename_onto_an_existing_path_is_refused() {
     let host = ZfsHost::new(Setup {
-        after_ns_stop: Some("mkdir ${path}/../mroot.20240101"),
+        after_ns_stop: Some("mkdir -p ${path}/../mroot.20240101/etc"),
         ..ZFS
     });
     host.boot();
@@ -1055,8 +1055,23 @@ fn rename_onto_an_existing_path_is_refused() {
         "{errors:?}"
     );
     assert_eq!(host.zfs_changes(), Vec::<String>::new());
-    assert!(host.store.join(ARCHIVE).is_dir());
+    assert!(host.store.join(ARCHIVE).join("etc").is_dir());
     assert_eq!(host.version("mroot").as_deref(), Some("1.0"));
+    assert_eq!(host.mounts(), host.expected_mounts());
+}
+
+// An empty directory where a renamed dataset will be mounted (a mountpoint zfs left behind) is mounted over, as zfs does: the upgrade commits.
+#[test]
+fn rename_onto_an_empty_directory_mounts_over_it() {
+    let host = ZfsHost::new(Setup {
+        after_ns_stop: Some("mkdir ${path}/../mroot.20240101"),
+        ..ZFS
+    });
+    host.boot();
+    let live = host.guid("mroot").unwrap();
+    host.ok(&["upgrade", "--to", STAGED, "--archive-as", ARCHIVE]);
+    assert_eq!(host.guid(ARCHIVE), Some(live));
+    assert_eq!(host.version(ARCHIVE).as_deref(), Some("1.0"));
     assert_eq!(host.mounts(), host.expected_mounts());
 }
 
@@ -1117,6 +1132,120 @@ fn auto_detects_datasets() {
         "{}",
         explain(&output)
     );
+}
+
+// A template holding a snapshot of the administrator's cannot be pruned: zfs refuses ("filesystem has children"), the prune stops (1), and the template and the snapshot stay.
+#[test]
+fn prune_keeps_a_template_with_snapshots_of_yours() {
+    let host = ZfsHost::new(ZFS);
+    host.boot();
+    host.ok(&["upgrade", "--to", STAGED, "--archive-as", ARCHIVE]);
+    stage(&host, "mroot.20240701", "mroot", "3.0");
+    host.ok(&["upgrade", "--to", "mroot.20240701"]);
+    let mine = format!("{}@before-cleanup", dataset(ARCHIVE));
+    host.zfs(&["snapshot", &mine]);
+    let before = host.guids();
+    host.clear_log();
+
+    let output = host.jailswap(&["--json", "prune", "--keep", "0"]);
+    assert_eq!(code(&output), Some(1), "{}", explain(&output));
+    assert_eq!(
+        failures(&json(&output)),
+        [format!(
+            "`zfs destroy {0}` failed: cannot destroy '{0}': filesystem has children; use '-r' to destroy the following datasets:; {mine}",
+            dataset(ARCHIVE)
+        )]
+    );
+    assert_eq!(
+        host.zfs_changes(),
+        [format!("zfs destroy {}", dataset(ARCHIVE))]
+    );
+    assert_eq!(host.guids(), before);
+    assert_eq!(host.version(ARCHIVE).as_deref(), Some("1.0"));
+}
+
+// `store_kind = "zfs"` on a store that is not where a dataset is mounted is refused (65), naming the dataset it lies in and how to make one.
+#[test]
+fn zfs_store_must_be_a_dataset() {
+    let host = ZfsHost::new(ZFS);
+    host.boot();
+    // The same templates, seen from a directory of the store's dataset.
+    let inner = host.store.join("templates");
+    std::fs::create_dir(&inner).unwrap();
+    let text = std::fs::read_to_string(&host.config).unwrap();
+    let other = host.dir.join("other.toml");
+    std::fs::write(
+        &other,
+        text.replacen(
+            &format!("store = {:?}", host.store.display().to_string()),
+            &format!("store = {:?}", inner.display().to_string()),
+            1,
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&other, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let output = host
+        .command(Path::new(env!("CARGO_BIN_EXE_jailswap")))
+        .args(["-c", path(&other), "upgrade", "--to", STAGED])
+        .output()
+        .unwrap();
+    assert_eq!(code(&output), Some(65), "{}", explain(&output));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "the store {:?} is not where a ZFS dataset is mounted (it lies in {STORE_DATASET}, mounted at {})",
+            inner.display().to_string(),
+            host.store.display()
+        )),
+        "{stderr}"
+    );
+    assert_eq!(host.changes(), Vec::<String>::new());
+}
+
+// A target that is not a dataset of its own, or whose mountpoint would not follow a rename, is refused (65) before anything stops, saying what to do.
+#[test]
+fn templates_must_be_datasets_that_follow_their_name() {
+    let host = ZfsHost::new(ZFS);
+    host.boot();
+    // A directory of the store's dataset.
+    let plain = host.store.join("mroot.plain");
+    std::fs::create_dir_all(plain.join("s")).unwrap();
+    std::os::unix::fs::symlink("s/etc", plain.join("etc")).unwrap();
+    // A dataset whose mountpoint is set on itself.
+    let pinned = "mroot.pinned";
+    host.zfs(&[
+        "create",
+        "-o",
+        &format!("mountpoint={}", host.store.join(pinned).display()),
+        &dataset(pinned),
+    ]);
+    for (target, why) in [
+        (
+            "mroot.plain",
+            format!(
+                "it is a directory of the store's dataset, not a ZFS dataset of its own (create templates with `zfs create {}` or `jailswap stage`)",
+                dataset("mroot.plain")
+            ),
+        ),
+        (
+            pinned,
+            format!(
+                "dataset {0} has its mountpoint set on itself ({1}, local), so it would not follow a rename; run `zfs inherit mountpoint {0}`",
+                dataset(pinned),
+                host.store.join(pinned).display()
+            ),
+        ),
+    ] {
+        host.clear_log();
+        let output = host.jailswap(&["upgrade", "--to", target]);
+        assert_eq!(code(&output), Some(65), "{}", explain(&output));
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains(&format!("{target:?} cannot be swapped in: {why}")),
+            "{stderr}"
+        );
+        assert_eq!(host.changes(), Vec::<String>::new());
+    }
 }
 
 // ------------------------------------------------------------------ crashes

@@ -24,8 +24,8 @@
 //! between (the journal's lock keeps other jailswaps out).
 //!
 //! `zfs rename` never replaces a dataset ("dataset already exists"), and
-//! jailswap also refuses to rename onto a path that exists in the store,
-//! which zfs would mount over. A renamed dataset keeps its GUID and its
+//! jailswap also refuses to rename onto anything but an empty directory at
+//! the new mountpoint, which zfs would hide under the mount. A renamed dataset keeps its GUID and its
 //! snapshots, and its inherited mountpoint follows the new name: zfs
 //! unmounts it at the old place and mounts it at the new one. A dataset
 //! that jails still nullfs-mount cannot be unmounted ("pool or dataset is
@@ -54,6 +54,9 @@
 //! never one atomic rename(2)). Everything inside a template (its top-level
 //! links, the paths below it, its fingerprint) is read as a directory tree,
 //! as the directory store reads it.
+//!
+//! The file runs past the usual length because this opening explains the
+//! zfs(8) behaviour every operation below relies on.
 
 use super::directory::DirectoryStore;
 use super::TemplateStore;
@@ -481,9 +484,18 @@ impl TemplateStore for ZfsStore {
 
     fn rename(&self, from: &str, to: &str, expected: &TemplateId) -> HostResult<()> {
         let context = format!("cannot rename {from:?} to {to:?} in {:?}", self.shown());
-        // zfs refuses a dataset that exists; anything else at the place the
-        // renamed dataset would be mounted on is refused here.
-        if std::fs::symlink_metadata(self.path.join(to)).is_ok() {
+        // zfs refuses a dataset that exists, and mounts the renamed one on
+        // an empty directory as on none; anything else at that place would
+        // be hidden under the mount, and is refused here.
+        let place = self.path.join(to);
+        let occupied = match std::fs::symlink_metadata(&place) {
+            Err(_) => false,
+            Ok(meta) if meta.is_dir() => {
+                std::fs::read_dir(&place).map_or(true, |mut entries| entries.next().is_some())
+            }
+            Ok(_) => true,
+        };
+        if occupied {
             return Err(HostError::Failed(format!(
                 "{context}: {to:?} already exists in the store; not replacing it"
             )));
