@@ -326,6 +326,16 @@ fn check_nested_mount_points<H: Host + ?Sized>(
 }
 
 fn check_carry<H: Host + ?Sized>(host: &H, config: &Config, target: &str) -> Result<()> {
+    let kind = host.store_kind();
+    if let Some(path) = config.carry.first().filter(|_| !kind.carries()) {
+        return Err(refuse(
+            format!(
+                "carry cannot move {path:?} on a {} store: each template is a file system of its own, and a move between two file systems is a copy, not one atomic rename",
+                kind.as_str()
+            ),
+            "remove `carry` from the configuration; keep such trees out of the templates (a dataset of their own, mounted by each jail's fstab)",
+        ));
+    }
     for path in &config.carry {
         if !host.examine(&format!("{}/{path}", config.live))?.exists() {
             return Err(refuse(

@@ -60,12 +60,15 @@ pub enum StoreKind {
     /// Plain directories of one file system; renames are rename(2).
     #[default]
     Directory,
+    /// ZFS datasets mounted at `store/NAME`; renames are `zfs rename`.
+    Zfs,
 }
 
 impl StoreKind {
     pub fn as_str(self) -> &'static str {
         match self {
             StoreKind::Directory => "directory",
+            StoreKind::Zfs => "zfs",
         }
     }
 
@@ -74,7 +77,15 @@ impl StoreKind {
     pub fn renames_in_use(self) -> bool {
         match self {
             StoreKind::Directory => true,
+            StoreKind::Zfs => false,
         }
+    }
+
+    /// Whether `carry` can move a path from one template into another with
+    /// one atomic rename(2): only when both are directories of one file
+    /// system, not file systems of their own.
+    pub fn carries(self) -> bool {
+        matches!(self, StoreKind::Directory)
     }
 }
 

@@ -43,6 +43,9 @@ pub fn system(backend: Backend, store: &Path, kind: StoreKind) -> SystemHost {
 /// Which kind of store `store` is, judged by its live template: a ZFS
 /// dataset of its own, a btrfs subvolume, or a plain directory.
 pub fn detect_store_kind(store: &Path, live: &str) -> StoreKind {
+    if store::zfs::is_dataset_root(&store.join(live)) {
+        return StoreKind::Zfs;
+    }
     let _ = (store, live);
     StoreKind::Directory
 }

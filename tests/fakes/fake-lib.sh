@@ -19,6 +19,10 @@
 #   crash-at     one call line: once that call has taken effect, the
 #                jailswap process that made it is killed with SIGKILL (the
 #                marker is removed first, so the crash happens once)
+#   fail-at      one call line, then the lines that call prints on stderr:
+#                that call fails once (exit 1) and changes nothing, as a
+#                tool that meets an error the state does not model
+#   zfs/         the fake zfs(8): datasets, snapshots and their data (see zfs)
 #   jail-fstab.NAME  see service: the jail mounts its own fstab
 #   lock         held (a directory) while a fake changes the state
 
@@ -73,6 +77,15 @@ fake_kill_jailswap() {
     done
     echo "fake: no jailswap process above $$ to kill" >&2
     return 1
+}
+
+# Called before a call acts: fails it, once, when asked to.
+fake_fail_at() {
+    [ -f "$FAKE_STATE/fail-at" ] || return 0
+    [ "$(head -n 1 "$FAKE_STATE/fail-at")" = "$FAKE_CALL" ] || return 0
+    tail -n +2 "$FAKE_STATE/fail-at" >&2
+    rm -f "$FAKE_STATE/fail-at"
+    exit 1
 }
 
 # Called once a call has taken effect: crashes jailswap when asked to.

@@ -8,6 +8,7 @@
 //! | kind        | template            | identity       | rename       | copy (stage)        |
 //! |-------------|---------------------|----------------|--------------|---------------------|
 //! | `directory` | a directory         | inode          | rename(2)    | faithful tree copy  |
+//! | `zfs`       | a dataset           | dataset GUID   | `zfs rename` | snapshot and clone  |
 //!
 //! Fingerprints are the same for every kind: a mounted template is a
 //! directory tree, and [`fingerprint_tree`] reads it.
@@ -16,6 +17,7 @@
 
 mod copy;
 pub mod directory;
+pub mod zfs;
 
 use crate::config::StoreKind;
 use crate::host::{Entry, Fingerprint, HostError, HostResult, Template, TemplateId};
@@ -50,6 +52,7 @@ pub fn open(kind: StoreKind, path: &Path) -> Box<dyn TemplateStore> {
         StoreKind::Directory => Box::new(directory::DirectoryStore {
             path: path.to_path_buf(),
         }),
+        StoreKind::Zfs => Box::new(zfs::ZfsStore::new(path)),
     }
 }
 
