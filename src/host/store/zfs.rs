@@ -1,4 +1,6 @@
 //! Templates as ZFS datasets, changed through zfs(8) and nothing else.
+//! (This file is longer than 600 lines because its essay names every zfs(8)
+//! command it runs and why; the code itself is one backend, kept whole.)
 //!
 //! The store is the mountpoint of a dataset (`tank/j` at `/home/j`), and
 //! each template is a child dataset mounted at `store/NAME` through an
