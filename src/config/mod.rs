@@ -60,12 +60,16 @@ pub enum StoreKind {
     /// Plain directories of one file system; renames are rename(2).
     #[default]
     Directory,
+    /// Btrfs subvolumes of one file system; renames are rename(2), a stage
+    /// is a writable snapshot, identity is the subvolume UUID.
+    Btrfs,
 }
 
 impl StoreKind {
     pub fn as_str(self) -> &'static str {
         match self {
             StoreKind::Directory => "directory",
+            StoreKind::Btrfs => "btrfs",
         }
     }
 
@@ -74,6 +78,9 @@ impl StoreKind {
     pub fn renames_in_use(self) -> bool {
         match self {
             StoreKind::Directory => true,
+            // A bind mount holds the subvolume, not its name: rename(2) of
+            // a subvolume under running jails is as safe as of a directory.
+            StoreKind::Btrfs => true,
         }
     }
 }

@@ -43,7 +43,11 @@ pub fn system(backend: Backend, store: &Path, kind: StoreKind) -> SystemHost {
 /// Which kind of store `store` is, judged by its live template: a ZFS
 /// dataset of its own, a btrfs subvolume, or a plain directory.
 pub fn detect_store_kind(store: &Path, live: &str) -> StoreKind {
-    let _ = (store, live);
+    // A subvolume's root is inode 256 on a file system whose statfs magic
+    // is btrfs'; a plain directory of a btrfs file system is not one.
+    if store::btrfs::is_subvolume(&store.join(live)) {
+        return StoreKind::Btrfs;
+    }
     StoreKind::Directory
 }
 

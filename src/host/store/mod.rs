@@ -8,12 +8,14 @@
 //! | kind        | template            | identity       | rename       | copy (stage)        |
 //! |-------------|---------------------|----------------|--------------|---------------------|
 //! | `directory` | a directory         | inode          | rename(2)    | faithful tree copy  |
+//! | `btrfs`     | a subvolume         | subvolume UUID | rename(2)    | writable snapshot   |
 //!
 //! Fingerprints are the same for every kind: a mounted template is a
 //! directory tree, and [`fingerprint_tree`] reads it.
 //!
 //! [`Host`]: crate::host::Host
 
+pub mod btrfs;
 mod copy;
 pub mod directory;
 
@@ -48,6 +50,9 @@ pub trait TemplateStore: Send + Sync {
 pub fn open(kind: StoreKind, path: &Path) -> Box<dyn TemplateStore> {
     match kind {
         StoreKind::Directory => Box::new(directory::DirectoryStore {
+            path: path.to_path_buf(),
+        }),
+        StoreKind::Btrfs => Box::new(btrfs::BtrfsStore {
             path: path.to_path_buf(),
         }),
     }
