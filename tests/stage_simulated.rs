@@ -44,7 +44,6 @@ enum Kind {
 /// stage, to compare with.
 struct StageBench {
     bench: Bench,
-    kind: Kind,
     before: World,
 }
 
@@ -59,11 +58,7 @@ impl StageBench {
             });
         }
         let before = bench.host.snapshot();
-        StageBench {
-            bench,
-            kind,
-            before,
-        }
+        StageBench { bench, before }
     }
 
     fn request(&self) -> Stage {
