@@ -773,3 +773,78 @@ fn stage_killed_at_every_commit_on_btrfs() {
     );
     assert!(outcomes.len() == 2, "both ends reached: {outcomes:?}");
 }
+
+// A carried path moves between subvolumes when it is a subvolume of its
+// own; a plain directory cannot (rename(2) answers EXDEV): the upgrade
+// rolls back saying why, with everything as before.
+#[test]
+fn carried_paths_must_be_subvolumes() {
+    let Some(env) = BtrfsEnv::new("carried_paths_must_be_subvolumes") else {
+        return;
+    };
+    let store = env.store().to_path_buf();
+    let config = std::fs::read_to_string(&env.sandbox.config).unwrap();
+    std::fs::write(
+        &env.sandbox.config,
+        format!("carry = [\"usr/ports\"]\n{config}"),
+    )
+    .unwrap();
+    let ports = store.join("mroot/usr/ports");
+    std::fs::create_dir(&ports).unwrap();
+    std::fs::write(ports.join("Makefile"), "ports\n").unwrap();
+    let first = uuids(&store);
+    let data = env.data();
+
+    let output = env.run(&["upgrade", "--to", "mroot.2"]);
+    assert_eq!(code(&output), 1, "{}", describe(&output));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(
+            "cannot move a plain directory or file from one btrfs subvolume into another"
+        ),
+        "{stderr}"
+    );
+    let mut expected = Expected {
+        store: first.clone(),
+        live_version: "1.0".into(),
+        data,
+        last_outcome: Some("rolled_back"),
+    };
+    assert_invariant(&env, &expected, "after a plain carried directory");
+    assert!(ports.join("Makefile").exists());
+
+    // The same path as a subvolume of its own is carried into the new one.
+    std::fs::remove_dir_all(&ports).unwrap();
+    run("btrfs", &["subvolume", "create", &ports.to_string_lossy()]);
+    std::fs::write(ports.join("Makefile"), "ports\n").unwrap();
+    let carried = run("btrfs", &["subvolume", "show", &ports.to_string_lossy()]);
+    ok(&env, &["upgrade", "--to", "mroot.2"]);
+    let archive = env.last_archive_name().unwrap();
+    expected.store = [
+        ("mroot".to_string(), first["mroot.2"].clone()),
+        (archive.clone(), first["mroot"].clone()),
+    ]
+    .into();
+    expected.live_version = "2.0".into();
+    expected.last_outcome = Some("committed");
+    assert_invariant(&env, &expected, "after carrying a subvolume");
+    let moved = store.join("mroot/usr/ports");
+    assert_eq!(
+        std::fs::read_to_string(moved.join("Makefile")).unwrap(),
+        "ports\n"
+    );
+    assert!(!store.join(&archive).join("usr/ports").exists());
+    let uuid_line = |text: &str| {
+        text.lines()
+            .find(|l| l.trim_start().starts_with("UUID:"))
+            .map(str::to_string)
+    };
+    assert_eq!(
+        uuid_line(&run(
+            "btrfs",
+            &["subvolume", "show", &moved.to_string_lossy()]
+        )),
+        uuid_line(&carried),
+        "the carried subvolume is the same one"
+    );
+}
