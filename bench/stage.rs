@@ -17,6 +17,7 @@
 //!   copied with reflinks;
 //! - `directory (FS)`: a plain directory under `BENCH_DIR` (default the
 //!   temporary directory), on whatever file system that is.
+//!
 //! Then it runs `jailswap stage --as NAME` `BENCH_RUNS` times (default 3;
 //! each run builds a new NAME from the same live template) and reports the
 //! medians of: the copy step (the snapshot or the copy, as `show` records
@@ -206,6 +207,23 @@ fn measure(program: &Path, config: &Path, runs: usize) -> Result<Measured> {
     })
 }
 
+/// The type of the file system `path` is on, from the mount table.
+fn file_system_type(path: &Path) -> String {
+    let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    let table = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    table
+        .lines()
+        .filter_map(|line| {
+            let (head, tail) = line.split_once(" - ")?;
+            let point = jailswap::fstab::unescape(head.split(' ').nth(4)?);
+            let fstype = tail.split(' ').next()?.to_string();
+            path.starts_with(&point).then_some((point.len(), fstype))
+        })
+        .max_by_key(|(length, _)| *length)
+        .map(|(_, fstype)| fstype)
+        .unwrap_or_else(|| "?".into())
+}
+
 fn shown(duration: Duration) -> String {
     if duration < Duration::from_secs(1) {
         format!("{} ms", duration.as_millis())
@@ -244,9 +262,7 @@ fn main() -> Result<()> {
         None => tempfile::tempdir(),
     }
     .map_err(|e| format!("temporary directory: {e}"))?;
-    let native = nix::sys::statfs::statfs(base.path())
-        .map(|fs| fs.filesystem_type_name().to_string())
-        .unwrap_or_else(|_| "?".into());
+    let native = file_system_type(base.path());
 
     let mut rows = Vec::new();
     for &files in &sizes {
