@@ -168,8 +168,10 @@ fn measure(program: &Path, config: &Path, runs: usize) -> Result<Measured> {
         let took = started.elapsed();
         if !output.status.success() {
             return Err(format!(
-                "jailswap {arguments:?}: {}",
-                String::from_utf8_lossy(&output.stderr).trim()
+                "jailswap {arguments:?} exited with {:?}: {} {}",
+                output.status.code(),
+                String::from_utf8_lossy(&output.stderr).trim(),
+                String::from_utf8_lossy(&output.stdout).trim()
             ));
         }
         Ok((String::from_utf8_lossy(&output.stdout).into_owned(), took))
@@ -268,8 +270,11 @@ fn main() -> Result<()> {
     for &files in &sizes {
         eprintln!("stage benchmark: {files} files");
         let case = base.path().join(format!("{files}"));
-        // Room for three copies of the files' data and metadata.
-        let image_size = (files as u64 * 16 * 1024 + (256 << 20)).max(512 << 20);
+        std::fs::create_dir_all(&case).map_err(|e| format!("{}: {e}", case.display()))?;
+        // Room for the templates and every run's copy: small files are
+        // kept in btrfs's metadata, which is written twice (DUP). The image
+        // is sparse: only what btrfs writes takes room.
+        let image_size = files as u64 * 64 * 1024 + (1 << 30);
         let fs = LoopFs::create(&case.join("btrfs.img"), &case.join("btrfs"), image_size)?;
 
         let subvolume_store = fs.mount_point.join("subvolumes");

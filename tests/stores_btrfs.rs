@@ -502,6 +502,12 @@ fn stage_upgrade_rollback_rolling_prune_on_subvolumes() {
         );
     }
     assert_ne!(old_device, new_device);
+    // A bare recover finds every jail on the subvolume the journal says
+    // (the store names them by UUID through the jails' bind mounts) and
+    // leaves the pause alone.
+    let waiting = env.run(&["recover"]);
+    assert_eq!(code(&waiting), 75, "{}", describe(&waiting));
+    assert_eq!(uuids(&store)["mroot"], staged);
     // Undone from the pause: the names swap back under the jails again.
     let undone = env.run(&["recover", "--rollback"]);
     assert_eq!(code(&undone), 1, "{}", describe(&undone));
