@@ -473,7 +473,9 @@ impl TemplateStore for BtrfsStore {
             .map_err(|error| io_failure(&context, &error.into()))?;
         // A deletion is not committed by the ioctl: commit it, so that the
         // subvolume does not come back after a power loss.
-        nix::unistd::syncfs(&store).map_err(|error| io_failure(&context, &error.into()))
+        #[cfg(target_os = "linux")]
+        nix::unistd::syncfs(&store).map_err(|error| io_failure(&context, &error.into()))?;
+        Ok(())
     }
 
     fn fingerprint(&self, template: &str) -> HostResult<Fingerprint> {
