@@ -55,12 +55,10 @@ pub struct BtrfsStore {
 
 /// A subvolume as the kernel describes it.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Subvolume {
+struct Subvolume {
     /// The subvolume (tree) id, by which it is deleted.
-    pub id: u64,
-    pub uuid: String,
-    /// The UUID of the subvolume it is a snapshot of, if it is one.
-    pub parent_uuid: Option<String>,
+    id: u64,
+    uuid: String,
 }
 
 /// Whether `fd` lies on a btrfs file system.
@@ -78,7 +76,7 @@ fn is_btrfs(fd: &OwnedFd) -> std::io::Result<bool> {
 }
 
 /// The subvolume whose root `fd` is, if it is one.
-pub fn subvolume(fd: &OwnedFd) -> std::io::Result<Option<Subvolume>> {
+fn subvolume(fd: &OwnedFd) -> std::io::Result<Option<Subvolume>> {
     if fstat(fd)?.st_ino != SUBVOLUME_ROOT || !is_btrfs(fd)? {
         return Ok(None);
     }

@@ -1,5 +1,5 @@
-//! The three btrfs ioctls the store issues, with the kernel's argument
-//! layouts (include/uapi/linux/btrfs.h). This is the crate's only unsafe
+//! The btrfs ioctls the store issues, with the kernel's argument layouts
+//! (include/uapi/linux/btrfs.h). This is the crate's only unsafe
 //! code: an ioctl hands the kernel a pointer, which the compiler cannot
 //! check. Each call passes a descriptor the caller holds open and a
 //! pointer to a fully initialised value of exactly the size the request
@@ -78,7 +78,11 @@ fn args_v2() -> VolumeArgsV2 {
 /// one with a NUL or a slash, is refused as the kernel would.
 fn put_name(buffer: &mut [u8], name: &str) -> nix::Result<()> {
     let bytes = name.as_bytes();
-    if bytes.is_empty() || bytes.len() >= buffer.len() || bytes.contains(&0) {
+    if bytes.is_empty()
+        || bytes.len() >= buffer.len()
+        || bytes.contains(&0)
+        || bytes.contains(&b'/')
+    {
         return Err(nix::errno::Errno::EINVAL);
     }
     buffer[..bytes.len()].copy_from_slice(bytes);
@@ -122,7 +126,6 @@ pub fn subvolume_info(fd: BorrowedFd) -> nix::Result<Subvolume> {
     Ok(Subvolume {
         id: info.treeid,
         uuid: uuid(&info.uuid),
-        parent_uuid: (info.parent_uuid != [0; 16]).then(|| uuid(&info.parent_uuid)),
     })
 }
 
@@ -131,9 +134,6 @@ pub fn subvolume_info(fd: BorrowedFd) -> nix::Result<Subvolume> {
 pub fn snapshot(directory: BorrowedFd, name: &str, source: BorrowedFd) -> nix::Result<()> {
     let mut args = args_v2();
     args.fd = i64::from(source.as_raw_fd());
-    if name.contains('/') {
-        return Err(nix::errno::Errno::EINVAL);
-    }
     put_name(&mut args.name, name)?;
     // SAFETY: both descriptors are open for the call; `args` is an
     // initialised value of the size the request encodes, read by the
