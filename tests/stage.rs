@@ -3,6 +3,9 @@
 //! `history` record, commands that fail or break the template, requests
 //! refused before anything runs, and SIGKILL at every journal commit (and
 //! in the middle of a copy) followed by `recover`.
+//!
+//! The file is longer than 600 lines because the tree comparison the copy
+//! is checked with lives here with the only tests that use it.
 
 mod common;
 

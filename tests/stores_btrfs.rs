@@ -9,6 +9,10 @@
 //! the one btrfs-progs reads. Every loop device attached is detached again
 //! by a guard, also when a test fails. Where the kernel has no btrfs or no
 //! loop devices, the tests say so on stderr and pass without running.
+//!
+//! The file is longer than 600 lines because the loop-device harness and
+//! the invariant of a btrfs store live here with the only tests that use
+//! them.
 
 mod common;
 
