@@ -337,10 +337,22 @@ fn check_carry<H: Host + ?Sized>(host: &H, config: &Config, target: &str) -> Res
         ));
     }
     for path in &config.carry {
-        if !host.examine(&format!("{}/{path}", config.live))?.exists() {
+        let found = host.examine(&format!("{}/{path}", config.live))?;
+        if !found.exists() {
             return Err(refuse(
                 format!("carry path {path:?} does not exist in the live template"),
                 "remove it from `carry`, or create it",
+            ));
+        }
+        // Between two subvolumes only a subvolume moves by rename(2).
+        let subvolume = matches!(found.found().map(|f| &f.id), Some(TemplateId::Subvolume(_)));
+        if kind == crate::config::StoreKind::Btrfs && !subvolume {
+            return Err(refuse(
+                format!("carry path {path:?} is not a subvolume: on a btrfs store only a subvolume moves between templates by one rename"),
+                format!(
+                    "make it one (move it aside, `btrfs subvolume create {}`, copy it back), or remove it from `carry`",
+                    config.store.join(&config.live).join(path).display()
+                ),
             ));
         }
         let to = format!("{target}/{path}");

@@ -62,6 +62,9 @@ pub enum StoreKind {
     Directory,
     /// ZFS datasets mounted at `store/NAME`; renames are `zfs rename`.
     Zfs,
+    /// Btrfs subvolumes of one file system; renames are rename(2), a stage
+    /// is a writable snapshot, identity is the subvolume UUID.
+    Btrfs,
 }
 
 impl StoreKind {
@@ -69,6 +72,7 @@ impl StoreKind {
         match self {
             StoreKind::Directory => "directory",
             StoreKind::Zfs => "zfs",
+            StoreKind::Btrfs => "btrfs",
         }
     }
 
@@ -78,14 +82,19 @@ impl StoreKind {
         match self {
             StoreKind::Directory => true,
             StoreKind::Zfs => false,
+            // A bind mount holds the subvolume, not its name: rename(2) of
+            // a subvolume under running jails is as safe as of a directory.
+            StoreKind::Btrfs => true,
         }
     }
 
     /// Whether `carry` can move a path from one template into another with
-    /// one atomic rename(2): only when both are directories of one file
-    /// system, not file systems of their own.
+    /// one atomic rename(2): between directories of one file system, and
+    /// between btrfs subvolumes when the carried path is a subvolume of its
+    /// own (preflight checks that); never between ZFS datasets, each a file
+    /// system of its own.
     pub fn carries(self) -> bool {
-        matches!(self, StoreKind::Directory)
+        matches!(self, StoreKind::Directory | StoreKind::Btrfs)
     }
 }
 

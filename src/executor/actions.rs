@@ -127,9 +127,14 @@ impl<'a, H: Host + ?Sized> Actor<'a, H> {
             Action::Delete { template, id } => {
                 host.delete_template(template, Some(id)).map(|_| None)
             }
-            Action::Copy { from, to, id } => {
+            Action::Copy {
+                from,
+                to,
+                id,
+                exclude,
+            } => {
                 let started = Instant::now();
-                let copy = host.copy_template(from, to, id)?;
+                let copy = host.copy_template(from, to, id, exclude)?;
                 let took_ms = started.elapsed().as_millis() as u64;
                 self.reporter
                     .line(&format!("copied {from} to {to} in {took_ms} ms"));

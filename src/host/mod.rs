@@ -161,7 +161,14 @@ pub trait Host: Sync {
     /// Makes `to` a new template with the contents of `from` (which must be
     /// `expected`) by the store's cheapest faithful copy: a writable
     /// snapshot, a clone, or a copy. Returns the new template's identity.
-    fn copy_template(&self, from: &str, to: &str, expected: &TemplateId) -> HostResult<TemplateId>;
+    /// `exclude` names paths inside the template left out of the copy.
+    fn copy_template(
+        &self,
+        from: &str,
+        to: &str,
+        expected: &TemplateId,
+        exclude: &[String],
+    ) -> HostResult<TemplateId>;
 
     /// Deletes a template, checking that it is `expected` (or, when
     /// `expected` is `None`, that it is at least a template of this store).
@@ -246,8 +253,14 @@ impl<T: Host + ?Sized> Host for Box<T> {
     fn move_inside(&self, from: &str, to: &str, expected: &TemplateId) -> HostResult<()> {
         (**self).move_inside(from, to, expected)
     }
-    fn copy_template(&self, from: &str, to: &str, expected: &TemplateId) -> HostResult<TemplateId> {
-        (**self).copy_template(from, to, expected)
+    fn copy_template(
+        &self,
+        from: &str,
+        to: &str,
+        expected: &TemplateId,
+        exclude: &[String],
+    ) -> HostResult<TemplateId> {
+        (**self).copy_template(from, to, expected, exclude)
     }
     fn delete_template(&self, name: &str, expected: Option<&TemplateId>) -> HostResult<()> {
         (**self).delete_template(name, expected)

@@ -46,7 +46,11 @@ pub fn detect_store_kind(store: &Path, live: &str) -> StoreKind {
     if store::zfs::is_dataset_root(&store.join(live)) {
         return StoreKind::Zfs;
     }
-    let _ = (store, live);
+    // A subvolume's root is inode 256 on a file system whose statfs magic
+    // is btrfs'; a plain directory of a btrfs file system is not one.
+    if store::btrfs::is_subvolume(&store.join(live)) {
+        return StoreKind::Btrfs;
+    }
     StoreKind::Directory
 }
 
@@ -72,8 +76,14 @@ impl Host for SystemHost {
     fn move_inside(&self, from: &str, to: &str, expected: &TemplateId) -> HostResult<()> {
         self.store.move_inside(from, to, expected)
     }
-    fn copy_template(&self, from: &str, to: &str, expected: &TemplateId) -> HostResult<TemplateId> {
-        self.store.copy(from, to, expected)
+    fn copy_template(
+        &self,
+        from: &str,
+        to: &str,
+        expected: &TemplateId,
+        exclude: &[String],
+    ) -> HostResult<TemplateId> {
+        self.store.copy(from, to, expected, exclude)
     }
     fn delete_template(&self, name: &str, expected: Option<&TemplateId>) -> HostResult<()> {
         self.store.delete(name, expected)

@@ -394,6 +394,7 @@ pub fn build_stage(
             from: from.to_string(),
             to: staging.to_string(),
             id: from_id.clone(),
+            exclude: config.carry.clone(),
         }],
         Phase::Forward,
         None,

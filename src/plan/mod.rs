@@ -95,6 +95,10 @@ pub enum Action {
         from: String,
         to: String,
         id: TemplateId,
+        /// Paths left out of the copy: the `carry` paths, which the
+        /// upgrade moves into the new template rather than copies.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        exclude: Vec<String>,
     },
     /// Removes a staging copy: the undo of [`Action::Copy`], the one
     /// deletion a transaction other than `prune` makes.

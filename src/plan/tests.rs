@@ -304,7 +304,8 @@ fn undo_is_an_involution() {
         Action::Copy {
             from: "a".into(),
             to: ".s".into(),
-            id: TemplateId::Inode(1)
+            id: TemplateId::Inode(1),
+            exclude: Vec::new(),
         }
         .undo(),
         Some(Action::Discard {

@@ -94,12 +94,18 @@ impl Host for SimulatedHost {
         )
     }
 
-    fn copy_template(&self, from: &str, to: &str, expected: &TemplateId) -> HostResult<TemplateId> {
+    fn copy_template(
+        &self,
+        from: &str,
+        to: &str,
+        expected: &TemplateId,
+        exclude: &[String],
+    ) -> HostResult<TemplateId> {
         self.operate(
             OperationKind::Copy,
             to,
             format!("copy {from} -> {to}"),
-            |world| world.copy(from, to, expected),
+            |world| world.copy(from, to, expected, exclude),
         )
     }
 

@@ -128,13 +128,25 @@ fn renames_refuse_to_replace() {
     assert_eq!(host.snapshot().templates.get("moved"), Some(&new));
 }
 
-// A copy is a new template with the same contents and fingerprint; a
-// stage command naming it changes its fingerprint; delete removes it.
+// A copy is a new template with the same contents and fingerprint, but
+// for the paths left out; a stage command naming it changes its
+// fingerprint; delete removes it.
 #[test]
 fn copies_fingerprints_and_deletes() {
     let (host, _, live, _) = world();
     let live_id = TemplateId::Inode(live);
-    let copy = host.copy_template("mroot", ".stage", &live_id).unwrap();
+    let without = host
+        .copy_template("mroot", ".without", &live_id, &["usr/ports".to_string()])
+        .unwrap();
+    assert_eq!(host.examine(".without/usr/ports").unwrap(), Entry::Absent);
+    assert_ne!(
+        host.fingerprint(".without").unwrap(),
+        host.fingerprint("mroot").unwrap()
+    );
+    host.delete_template(".without", Some(&without)).unwrap();
+    let copy = host
+        .copy_template("mroot", ".stage", &live_id, &[])
+        .unwrap();
     assert_ne!(copy, live_id);
     assert_eq!(
         host.fingerprint(".stage").unwrap(),

@@ -200,6 +200,7 @@ impl World {
         from: &str,
         to: &str,
         expected: &TemplateId,
+        exclude: &[String],
     ) -> HostResult<TemplateId> {
         let context = format!(
             "cannot copy {from:?} to {to:?} in {:?}",
@@ -219,6 +220,12 @@ impl World {
             .unwrap_or_default();
         let mut contents = BTreeMap::new();
         for path in inside {
+            if exclude
+                .iter()
+                .any(|left| path == *left || path.starts_with(&format!("{left}/")))
+            {
+                continue;
+            }
             let inode = self.new_inode();
             contents.insert(path, inode);
         }

@@ -23,13 +23,20 @@ use std::path::Path;
 
 /// Copies the tree at `source` (a directory descriptor opened without
 /// following links) to `store/to`, which must not exist yet.
-pub fn copy_tree(source: &std::os::fd::OwnedFd, store: &Path, to: &str) -> std::io::Result<()> {
+/// Paths in `exclude` (relative to the template) are left out.
+pub fn copy_tree(
+    source: &std::os::fd::OwnedFd,
+    store: &Path,
+    to: &str,
+    exclude: &[String],
+) -> std::io::Result<()> {
     let source = super::fd_path(source)?;
     let target = store.join(to);
     std::fs::create_dir(&target)?;
     let mut links: HashMap<(u64, u64), std::path::PathBuf> = HashMap::new();
     let mut directories = Vec::new();
-    copy_directory(&source, &target, &mut links, &mut directories)?;
+    let excluded: Vec<std::path::PathBuf> = exclude.iter().map(|path| source.join(path)).collect();
+    copy_directory(&source, &target, &excluded, &mut links, &mut directories)?;
     // Directory times last, once nothing more is written into them.
     for (path, meta) in directories.iter().rev() {
         set_times(path, meta)?;
@@ -40,6 +47,7 @@ pub fn copy_tree(source: &std::os::fd::OwnedFd, store: &Path, to: &str) -> std::
 fn copy_directory(
     source: &Path,
     target: &Path,
+    excluded: &[std::path::PathBuf],
     links: &mut HashMap<(u64, u64), std::path::PathBuf>,
     directories: &mut Vec<(std::path::PathBuf, std::fs::Metadata)>,
 ) -> std::io::Result<()> {
@@ -52,12 +60,15 @@ fn copy_directory(
     // Bounded by the size of the tree; recursion depth by its depth.
     for entry in entries {
         let from = entry.path();
+        if excluded.contains(&from) {
+            continue;
+        }
         let to = target.join(entry.file_name());
         let meta = std::fs::symlink_metadata(&from)?;
         let kind = meta.file_type();
         if kind.is_dir() {
             std::fs::create_dir(&to)?;
-            copy_directory(&from, &to, links, directories)?;
+            copy_directory(&from, &to, excluded, links, directories)?;
             continue;
         }
         if meta.nlink() > 1 && !kind.is_symlink() {

@@ -31,7 +31,7 @@ fn plain_components(relative: &str) -> Option<Vec<&str>> {
     plain.then_some(parts)
 }
 
-fn open_directory(path: &Path) -> nix::Result<OwnedFd> {
+pub(super) fn open_directory(path: &Path) -> nix::Result<OwnedFd> {
     nix::fcntl::open(
         path,
         OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
@@ -39,7 +39,7 @@ fn open_directory(path: &Path) -> nix::Result<OwnedFd> {
     )
 }
 
-fn open_below(parent: &OwnedFd, name: &str) -> nix::Result<OwnedFd> {
+pub(super) fn open_below(parent: &OwnedFd, name: &str) -> nix::Result<OwnedFd> {
     openat(
         parent,
         name,
@@ -87,7 +87,7 @@ pub(super) fn stat_entry(
     }
 }
 
-fn kind_of(stat: &nix::sys::stat::FileStat) -> libc::mode_t {
+pub(super) fn kind_of(stat: &nix::sys::stat::FileStat) -> libc::mode_t {
     stat.st_mode & libc::S_IFMT
 }
 
@@ -207,25 +207,7 @@ impl TemplateStore for DirectoryStore {
     }
 
     fn top_level_symlinks(&self, template: &str) -> HostResult<Vec<String>> {
-        let context = format!("cannot list {template:?} in the store {:?}", self.shown());
-        let (parent, name) =
-            open_parent(&self.path, template).map_err(|error| io_failure(&context, &error))?;
-        let fd = open_below(&parent, name).map_err(|error| io_failure(&context, &error.into()))?;
-        let mut directory =
-            nix::dir::Dir::from_fd(fd).map_err(|error| io_failure(&context, &error.into()))?;
-        let mut links = Vec::new();
-        for entry in directory.iter() {
-            let entry = entry.map_err(|error| io_failure(&context, &error.into()))?;
-            let entry_name = entry.file_name().to_string_lossy().into_owned();
-            if entry_name == "." || entry_name == ".." {
-                continue;
-            }
-            if entry.file_type() == Some(nix::dir::Type::Symlink) {
-                links.push(entry_name);
-            }
-        }
-        links.sort();
-        Ok(links)
+        top_level_symlinks(&self.path, template)
     }
 
     fn rename(&self, from: &str, to: &str, expected: &TemplateId) -> HostResult<()> {
@@ -269,10 +251,16 @@ impl TemplateStore for DirectoryStore {
         Ok(())
     }
 
-    fn copy(&self, from: &str, to: &str, expected: &TemplateId) -> HostResult<TemplateId> {
+    fn copy(
+        &self,
+        from: &str,
+        to: &str,
+        expected: &TemplateId,
+        exclude: &[String],
+    ) -> HostResult<TemplateId> {
         let context = format!("cannot copy {from:?} to {to:?} in {:?}", self.shown());
         let (_parent, source) = self.open_checked(from, expected)?;
-        super::copy::copy_tree(&source, &self.path, to)
+        super::copy::copy_tree(&source, &self.path, to, exclude)
             .map_err(|error| io_failure(&context, &error))?;
         match self.examine(to)? {
             Entry::Directory(found) => Ok(found.id),
@@ -339,8 +327,35 @@ impl TemplateStore for DirectoryStore {
     }
 }
 
+/// The top-level symbolic links of `store/template`, by name, read without
+/// following links (every store kind mounts its templates as directories).
+pub(super) fn top_level_symlinks(store: &Path, template: &str) -> HostResult<Vec<String>> {
+    let context = format!(
+        "cannot list {template:?} in the store {:?}",
+        store.display().to_string()
+    );
+    let (parent, name) =
+        open_parent(store, template).map_err(|error| io_failure(&context, &error))?;
+    let fd = open_below(&parent, name).map_err(|error| io_failure(&context, &error.into()))?;
+    let mut directory =
+        nix::dir::Dir::from_fd(fd).map_err(|error| io_failure(&context, &error.into()))?;
+    let mut links = Vec::new();
+    for entry in directory.iter() {
+        let entry = entry.map_err(|error| io_failure(&context, &error.into()))?;
+        let entry_name = entry.file_name().to_string_lossy().into_owned();
+        if entry_name == "." || entry_name == ".." {
+            continue;
+        }
+        if entry.file_type() == Some(nix::dir::Type::Symlink) {
+            links.push(entry_name);
+        }
+    }
+    links.sort();
+    Ok(links)
+}
+
 #[cfg(target_os = "linux")]
-fn rename_no_replace(
+pub(super) fn rename_no_replace(
     from_parent: &OwnedFd,
     from: &str,
     to_parent: &OwnedFd,
@@ -357,7 +372,7 @@ fn rename_no_replace(
 }
 
 #[cfg(not(target_os = "linux"))]
-fn rename_no_replace(
+pub(super) fn rename_no_replace(
     from_parent: &OwnedFd,
     from: &str,
     to_parent: &OwnedFd,

@@ -9,12 +9,14 @@
 //! |-------------|---------------------|----------------|--------------|---------------------|
 //! | `directory` | a directory         | inode          | rename(2)    | faithful tree copy  |
 //! | `zfs`       | a dataset           | dataset GUID   | `zfs rename` | snapshot and clone  |
+//! | `btrfs`     | a subvolume         | subvolume UUID | rename(2)    | writable snapshot   |
 //!
 //! Fingerprints are the same for every kind: a mounted template is a
 //! directory tree, and [`fingerprint_tree`] reads it.
 //!
 //! [`Host`]: crate::host::Host
 
+pub mod btrfs;
 mod copy;
 pub mod directory;
 pub mod zfs;
@@ -39,7 +41,13 @@ pub trait TemplateStore: Send + Sync {
     fn top_level_symlinks(&self, template: &str) -> HostResult<Vec<String>>;
     fn rename(&self, from: &str, to: &str, expected: &TemplateId) -> HostResult<()>;
     fn move_inside(&self, from: &str, to: &str, expected: &TemplateId) -> HostResult<()>;
-    fn copy(&self, from: &str, to: &str, expected: &TemplateId) -> HostResult<TemplateId>;
+    fn copy(
+        &self,
+        from: &str,
+        to: &str,
+        expected: &TemplateId,
+        exclude: &[String],
+    ) -> HostResult<TemplateId>;
     fn delete(&self, name: &str, expected: Option<&TemplateId>) -> HostResult<()>;
     fn fingerprint(&self, template: &str) -> HostResult<Fingerprint>;
     /// The template a (mounted) jail root shows, if it is one of the store's.
@@ -53,6 +61,9 @@ pub fn open(kind: StoreKind, path: &Path) -> Box<dyn TemplateStore> {
             path: path.to_path_buf(),
         }),
         StoreKind::Zfs => Box::new(zfs::ZfsStore::new(path)),
+        StoreKind::Btrfs => Box::new(btrfs::BtrfsStore {
+            path: path.to_path_buf(),
+        }),
     }
 }
 

@@ -512,7 +512,15 @@ impl TemplateStore for ZfsStore {
         )))
     }
 
-    fn copy(&self, from: &str, to: &str, expected: &TemplateId) -> HostResult<TemplateId> {
+    /// A clone holds everything: `carry` is refused on ZFS stores, so
+    /// nothing is ever excluded here.
+    fn copy(
+        &self,
+        from: &str,
+        to: &str,
+        expected: &TemplateId,
+        _exclude: &[String],
+    ) -> HostResult<TemplateId> {
         let context = format!("cannot stage {to:?} from {from:?} in {:?}", self.shown());
         self.check(from, expected, &context)?;
         let snapshot = format!("{}@{}", self.full(from)?, stage_snapshot(to));
