@@ -169,8 +169,9 @@ fn spans(steps: &[StepRecord], rows: &mut Vec<String>) -> Vec<Span> {
     found
 }
 
-/// Each jail's outages: from a stop's start to the next start's end (or the
-/// stop's undo); a jail never brought back is down to the chart's end.
+/// Each jail's outages: from a stop's start (or a start's undo) to the next
+/// start's end (or a stop's undo); a jail never brought back is down to the
+/// chart's end.
 fn outages(
     steps: &[StepRecord],
     rows: &[String],
@@ -193,6 +194,10 @@ fn outages(
             Action::Start { .. } => {
                 if let Some(up) = parse(&step.finished_at) {
                     events.entry(jail).or_default().push((up, true));
+                }
+                // A rollback stops the jail again: a second outage.
+                if let Some(down) = parse(&step.undo_started_at) {
+                    events.entry(jail).or_default().push((down, false));
                 }
             }
             _ => {}
