@@ -665,3 +665,104 @@ fn fingerprints_follow_content() {
     // The same template keeps its fingerprint from one transaction to the next.
     assert_eq!(sha(&second["from_fingerprint"]), of_two);
 }
+
+/// Writes a template of `files` regular files (in directories of 100, two
+/// levels deep) with sizes from 256 B to 64 KiB and content that differs
+/// from file to file; returns the number of bytes written.
+fn large_template(root: &std::path::Path, files: usize) -> u64 {
+    const SIZES: [usize; 8] = [256, 512, 1024, 2048, 4096, 8192, 16384, 65536];
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut buffer = vec![0u8; 65536];
+    let mut written = 0;
+    for index in 0..files {
+        let directory = root.join(format!(
+            "d{:02}/e{:03}",
+            index / 10_000,
+            (index / 100) % 100
+        ));
+        if index % 100 == 0 {
+            std::fs::create_dir_all(&directory).unwrap();
+        }
+        // xorshift: cheap bytes that differ from file to file.
+        for chunk in buffer.chunks_mut(8) {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            chunk.copy_from_slice(&state.to_le_bytes()[..chunk.len()]);
+        }
+        let size = SIZES[(state as usize) % SIZES.len()];
+        std::fs::write(directory.join(format!("f{index}")), &buffer[..size]).unwrap();
+        written += size as u64;
+    }
+    written
+}
+
+// The fingerprint of a 100,000-file template (JAILSWAP_BENCH_FILES to
+// change): wall time and files per second with a warm page cache, and with
+// a cold one where the kernel lets the caches be dropped; one changed byte
+// changes it. A measurement, run by hand (docs/performance.md):
+//     cargo test --release --test surfaces -- --ignored --nocapture fingerprint_of_a_large_template
+#[test]
+#[ignore]
+fn fingerprint_of_a_large_template() {
+    use jailswap::host::Host;
+    let files: usize = std::env::var("JAILSWAP_BENCH_FILES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(100_000);
+    let dir = tempfile::Builder::new()
+        .prefix("jailswap-fingerprint.")
+        .tempdir_in("/var/tmp")
+        .unwrap();
+    let store = dir.path().join("j");
+    let template = store.join("mroot");
+    let started = Instant::now();
+    let bytes = large_template(&template, files);
+    nix::unistd::sync();
+    eprintln!(
+        "wrote {files} files, {:.0} MiB, in {:.1} s",
+        bytes as f64 / 1048576.0,
+        started.elapsed().as_secs_f64()
+    );
+    let host = jailswap::host::system(
+        jailswap::config::Backend::native(),
+        &store,
+        jailswap::config::StoreKind::Directory,
+    );
+    let measure = |what: &str| {
+        let started = Instant::now();
+        let fingerprint = host.fingerprint("mroot").unwrap();
+        let took = started.elapsed().as_secs_f64();
+        eprintln!(
+            "{what}: {took:.2} s, {:.0} files/s, {:.0} MiB/s ({} entries)",
+            files as f64 / took,
+            bytes as f64 / 1048576.0 / took,
+            fingerprint.entries
+        );
+        fingerprint
+    };
+    let first = measure("warm cache, 1st");
+    for round in 2..=3 {
+        assert_eq!(measure(&format!("warm cache, run {round}")), first);
+    }
+    let dropped = std::fs::write("/proc/sys/vm/drop_caches", "3").is_ok();
+    if dropped {
+        assert_eq!(measure("cold cache"), first);
+    } else {
+        eprintln!("cold cache: not measured (the page cache cannot be dropped here)");
+    }
+    assert!(first.entries >= files as u64, "{first}");
+    // One byte, same size, same times: another fingerprint.
+    let victim = template.join("d00/e050/f5000");
+    let modified = std::fs::metadata(&victim).unwrap().modified().unwrap();
+    let mut content = std::fs::read(&victim).unwrap();
+    content[0] ^= 1;
+    std::fs::write(&victim, &content).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&victim)
+        .unwrap()
+        .set_modified(modified)
+        .unwrap();
+    assert_ne!(host.fingerprint("mroot").unwrap().sha256, first.sha256);
+}
