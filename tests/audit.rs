@@ -387,6 +387,17 @@ fn timeline_keeps_every_step_visible() {
         assert!(in_order(&row, "SUMTHtmus"), "{name}: {row}\n{text}");
     }
     assert!(in_order(&row_of(&text, "(store)"), "VRRrr"), "{text}");
+    // Two outages: the upgrade's stop, and the rollback's stop again.
+    let outage = text
+        .lines()
+        .find_map(|line| line.strip_prefix("outage"))
+        .unwrap();
+    let runs = outage
+        .trim()
+        .split(' ')
+        .filter(|run| !run.is_empty() && run.chars().all(|c| c == '='))
+        .count();
+    assert_eq!(runs, 2, "{text}");
     assert!(text.contains("(lower case: undo"), "{text}");
 }
 

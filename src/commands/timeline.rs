@@ -10,6 +10,10 @@
 //! most steps one jail has in it, the rest of the width by time. When a
 //! transaction was interrupted, the stretch with nothing recorded (from the
 //! interruption to `recover`) is drawn with `~`.
+//!
+//! The file is longer than most: the layout (segments, their columns, the
+//! placing of each step) and its two renderings, text and JSON, read the
+//! same intermediate results and are kept together.
 
 use crate::journal::{StepRecord, TxnRecord};
 use crate::plan::Action;
@@ -113,6 +117,23 @@ impl Segment {
     }
 }
 
+/// When any jail was down: from the first outage to the last, the
+/// downtime recorded, and the cells marked.
+struct Outage {
+    start_ms: i64,
+    end_ms: i64,
+    downtime_ms: i64,
+    columns: (usize, usize),
+    cells: Vec<bool>,
+}
+
+/// The stretch with nothing recorded, between an interruption and `recover`.
+struct Interruption {
+    start_ms: i64,
+    end_ms: i64,
+    columns: (usize, usize),
+}
+
 /// The whole chart: text and JSON are both drawn from it.
 pub struct Chart {
     origin: Option<DateTime<Utc>>,
@@ -122,8 +143,8 @@ pub struct Chart {
     spans: Vec<Span>,
     steps: BTreeMap<u32, (String, Option<String>)>,
     batches: Vec<(u32, (usize, usize))>,
-    outage: Option<(i64, i64, i64, (usize, usize), Vec<bool>)>,
-    interruption: Option<(i64, i64, (usize, usize))>,
+    outage: Option<Outage>,
+    interruption: Option<Interruption>,
 }
 
 /// The spans of every step, with the row each goes in.
@@ -440,11 +461,11 @@ impl Chart {
                     *cell = '~';
                 }
             }
-            (
-                (segment.start - first).num_milliseconds(),
-                (segment.end - first).num_milliseconds(),
-                segment.columns,
-            )
+            Interruption {
+                start_ms: (segment.start - first).num_milliseconds(),
+                end_ms: (segment.end - first).num_milliseconds(),
+                columns: segment.columns,
+            }
         });
         for span in &spans {
             for cell in &mut rows[span.row].1[span.columns.0..span.columns.1] {
@@ -477,16 +498,15 @@ impl Chart {
             let until = down.iter().map(|d| d.1).max().unwrap_or(last);
             let from = cells.iter().position(|c| *c).unwrap_or(0);
             let to = cells.iter().rposition(|c| *c).map_or(0, |c| c + 1);
-            let ms = record
-                .downtime_ms
-                .unwrap_or_else(|| (until - since).num_milliseconds());
-            (
-                (since - first).num_milliseconds(),
-                (until - first).num_milliseconds(),
-                ms,
-                (from, to),
+            Outage {
+                start_ms: (since - first).num_milliseconds(),
+                end_ms: (until - first).num_milliseconds(),
+                downtime_ms: record
+                    .downtime_ms
+                    .unwrap_or_else(|| (until - since).num_milliseconds()),
+                columns: (from, to),
                 cells,
-            )
+            }
         });
         Chart {
             origin: Some(first),
@@ -541,11 +561,17 @@ impl Chart {
                 cells.iter().collect::<String>()
             ));
         }
-        if let Some((_, _, ms, _, cells)) = &self.outage {
-            let drawn: String = cells.iter().map(|c| if *c { '=' } else { ' ' }).collect();
+        if let Some(outage) = &self.outage {
+            let drawn: String = outage
+                .cells
+                .iter()
+                .map(|c| if *c { '=' } else { ' ' })
+                .collect();
+            let ms = outage.downtime_ms;
             out.push_str(&format!("{:name_width$}  {drawn}  {ms} ms\n", "outage"));
         }
-        if let Some((from, to, _)) = &self.interruption {
+        if let Some(gap) = &self.interruption {
+            let (from, to) = (gap.start_ms, gap.end_ms);
             out.push_str(&format!(
                 "interrupted: nothing was recorded from {from} ms to {to} ms (~), between the interruption and `recover`\n"
             ));
@@ -609,15 +635,17 @@ impl Chart {
             "batches": self.batches.iter().map(|(batch, (from, to))| json!({
                 "batch": batch, "columns": [from, to],
             })).collect::<Vec<_>>(),
-            "outage": self.outage.as_ref().map(|(from, to, ms, (first, last), cells)| json!({
-                "start_ms": from,
-                "end_ms": to,
-                "downtime_ms": ms,
-                "columns": [first, last],
-                "cells": cells.iter().map(|c| if *c { '=' } else { ' ' }).collect::<String>(),
+            "outage": self.outage.as_ref().map(|outage| json!({
+                "start_ms": outage.start_ms,
+                "end_ms": outage.end_ms,
+                "downtime_ms": outage.downtime_ms,
+                "columns": [outage.columns.0, outage.columns.1],
+                "cells": outage.cells.iter().map(|c| if *c { '=' } else { ' ' }).collect::<String>(),
             })),
-            "interruption": self.interruption.as_ref().map(|(from, to, (first, last))| json!({
-                "start_ms": from, "end_ms": to, "columns": [first, last],
+            "interruption": self.interruption.as_ref().map(|gap| json!({
+                "start_ms": gap.start_ms,
+                "end_ms": gap.end_ms,
+                "columns": [gap.columns.0, gap.columns.1],
             })),
             "spans": spans,
         })
