@@ -247,6 +247,14 @@ fn status_lists_every_template_and_labels() {
         "{status}"
     );
     assert_eq!(labelled(&status), vec!["mroot.2"; 3], "{status}");
+    for template in status["templates"].as_array().unwrap() {
+        assert!(
+            template["age_days"].as_i64().is_some_and(|days| days >= 0)
+                && template["modified"].is_string()
+                && template["id"].is_string(),
+            "{template}"
+        );
+    }
     let live = status["templates"]
         .as_array()
         .unwrap()
