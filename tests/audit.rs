@@ -322,7 +322,11 @@ fn draw(env: &Env, id: i64) -> (String, Value) {
     let mut ran = 0;
     for step in shown["steps"].as_array().unwrap() {
         let forward = step["started_at"].is_string() && step["state"] != "planned";
-        let undone = step["undo_started_at"].is_string();
+        let undone = step["undo_started_at"].is_string()
+            && matches!(
+                step["state"].as_str(),
+                Some("undoing" | "undone" | "undo_failed")
+            );
         ran += usize::from(forward) + usize::from(undone);
     }
     let spans = chart["spans"].as_array().unwrap();

@@ -15,7 +15,7 @@
 //! placing of each step) and its two renderings, text and JSON, read the
 //! same intermediate results and are kept together.
 
-use crate::journal::{StepRecord, TxnRecord};
+use crate::journal::{StepRecord, StepState, TxnRecord};
 use crate::plan::Action;
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
@@ -147,6 +147,21 @@ pub struct Chart {
     interruption: Option<Interruption>,
 }
 
+/// Whether a step's action may have run: an intent whose step recovery
+/// found not done, or that a sibling's failure kept from starting, is
+/// `planned` again.
+fn ran(step: &StepRecord) -> bool {
+    step.state != StepState::Planned
+}
+
+/// Whether a step's undo may have run.
+fn undone(step: &StepRecord) -> bool {
+    matches!(
+        step.state,
+        StepState::Undoing | StepState::Undone | StepState::UndoFailed
+    )
+}
+
 /// The spans of every step, with the row each goes in.
 fn spans(steps: &[StepRecord], rows: &mut Vec<String>) -> Vec<Span> {
     let mut found = Vec::new();
@@ -161,11 +176,16 @@ fn spans(steps: &[StepRecord], rows: &mut Vec<String>) -> Vec<Span> {
         };
         let mark = letter(&step.action);
         let timed = [
-            (&step.started_at, &step.finished_at, false),
-            (&step.undo_started_at, &step.undo_finished_at, true),
+            (&step.started_at, &step.finished_at, false, ran(step)),
+            (
+                &step.undo_started_at,
+                &step.undo_finished_at,
+                true,
+                undone(step),
+            ),
         ];
-        for (started, finished, undo) in timed {
-            let Some(start) = parse(started) else {
+        for (started, finished, undo, happened) in timed {
+            let Some(start) = parse(started).filter(|_| happened) else {
                 continue;
             };
             let end = parse(finished).filter(|end| *end >= start);
@@ -205,19 +225,19 @@ fn outages(
         };
         match step.action {
             Action::Stop { .. } => {
-                if let Some(down) = parse(&step.started_at) {
+                if let Some(down) = parse(&step.started_at).filter(|_| ran(step)) {
                     events.entry(jail).or_default().push((down, false));
                 }
-                if let Some(up) = parse(&step.undo_finished_at) {
+                if let Some(up) = parse(&step.undo_finished_at).filter(|_| undone(step)) {
                     events.entry(jail).or_default().push((up, true));
                 }
             }
             Action::Start { .. } => {
-                if let Some(up) = parse(&step.finished_at) {
+                if let Some(up) = parse(&step.finished_at).filter(|_| ran(step)) {
                     events.entry(jail).or_default().push((up, true));
                 }
                 // A rollback stops the jail again: a second outage.
-                if let Some(down) = parse(&step.undo_started_at) {
+                if let Some(down) = parse(&step.undo_started_at).filter(|_| undone(step)) {
                     events.entry(jail).or_default().push((down, false));
                 }
             }
