@@ -460,3 +460,37 @@ fn timeline_marks_batches_and_interruptions() {
         "{text}"
     );
 }
+
+// A transaction killed between its first intent and its first action did
+// nothing to the jails: once recovered, its chart draws no stop and no
+// outage, though the intent recorded when the stops were to begin.
+#[test]
+fn timeline_of_a_transaction_killed_before_it_acted() {
+    let env = Env::standard();
+    let killed = env.spawn(
+        &["upgrade", "--to", "mroot.2"],
+        &[("JAILSWAP_KILL_AT", "intent:1:after")],
+    );
+    assert_eq!(killed.wait_with_output().unwrap().status.code(), None);
+    let recovered = env.run(&["recover"]);
+    assert_eq!(code(&recovered), 1, "{}", describe(&recovered));
+    let shown = env.json(&["show", "1"]);
+    let stops: Vec<&Value> = shown["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["action"] == "stop")
+        .collect();
+    assert!(
+        stops
+            .iter()
+            .all(|s| s["state"] == "planned" && s["started_at"].is_string()),
+        "the intent's time stays, the state says the stop never ran: {shown}"
+    );
+    let (text, chart) = draw(&env, 1);
+    for (name, _) in &env.sandbox.jails {
+        assert!(!row_of(&text, name).contains(['S', 's']), "{text}");
+    }
+    assert!(chart["outage"].is_null(), "{chart}");
+    assert!(!text.contains("outage"), "{text}");
+}
