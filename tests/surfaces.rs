@@ -14,6 +14,20 @@ use std::os::unix::process::CommandExt;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+/// The demo chooses free ports for its jails as the sandboxes here do, and a
+/// port whose service a test has just stopped looks free: the sandboxes of
+/// this file share the ports among themselves, the demo runs alone.
+static PORTS: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+/// A sandbox, with a share of the ports; the guard outlives the sandbox
+/// when bound first: `let (_ports, env) = sandbox(...)`.
+fn sandbox(options: SandboxOptions) -> (std::sync::RwLockReadGuard<'static, ()>, Env) {
+    let ports = PORTS
+        .read()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    (ports, Env::new(options))
+}
+
 fn stdout(output: &std::process::Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
@@ -60,7 +74,7 @@ fn edit_config(env: &Env, from: &str, to: &str) {
 // after the recovery, `history` tells the downtime and the cause.
 #[test]
 fn status_tells_in_progress_from_interrupted() {
-    let env = Env::standard();
+    let (_ports, env) = sandbox(SandboxOptions::default());
     std::fs::write(env.dir.path().join("stop-delay"), "3").unwrap();
     let mut upgrade = env.spawn(
         &["upgrade", "--to", "mroot.2", "--reason", "slow stops"],
@@ -144,7 +158,7 @@ fn status_tells_in_progress_from_interrupted() {
 // story: `history` shows its downtime, and the interruption as its cause.
 #[test]
 fn history_tells_a_recovered_commit() {
-    let env = Env::standard();
+    let (_ports, env) = sandbox(SandboxOptions::default());
     let killed = env.spawn(
         &["upgrade", "--to", "mroot.2", "--reason", "routine"],
         &[("JAILSWAP_KILL_AT", "completion:5:after")],
@@ -169,7 +183,7 @@ fn history_tells_a_recovered_commit() {
 // and `check` refuses with the code `upgrade` gives.
 #[test]
 fn status_exits_2_when_the_live_template_is_missing() {
-    let env = Env::standard();
+    let (_ports, env) = sandbox(SandboxOptions::default());
     env.sandbox.tear_down();
     std::fs::rename(env.store().join("mroot"), env.store().join("mroot.moved")).unwrap();
     let output = env.run(&["status"]);
@@ -199,7 +213,7 @@ fn status_exits_2_when_the_live_template_is_missing() {
 // template is the label it went live under.
 #[test]
 fn status_lists_every_template_and_labels() {
-    let env = Env::new(SandboxOptions {
+    let (_ports, env) = sandbox(SandboxOptions {
         staged: vec![
             ("mroot.2".into(), Some("2.0".into())),
             ("mroot.3".into(), Some("3.0".into())),
@@ -299,7 +313,7 @@ fn status_lists_every_template_and_labels() {
 // a status command that does not answer (65); a healthy host passes (0).
 #[test]
 fn check_refuses_what_upgrade_refuses() {
-    let env = Env::standard();
+    let (_ports, env) = sandbox(SandboxOptions::default());
     let healthy = env.run(&["check"]);
     assert_eq!(code(&healthy), 0, "{}", describe(&healthy));
 
@@ -355,7 +369,7 @@ fn check_refuses_what_upgrade_refuses() {
 // rather than that there are none.
 #[test]
 fn history_limit_zero_counts_what_it_hides() {
-    let env = Env::standard();
+    let (_ports, env) = sandbox(SandboxOptions::default());
     let none = env.run(&["history", "--limit", "0"]);
     assert_eq!(stdout(&none).trim(), "no transactions recorded yet");
     for arguments in [&["upgrade", "--to", "mroot.2"][..], &["rollback"]] {
@@ -404,7 +418,7 @@ fn unreadable_config_is_permission_denied() {
 // A zero duration is a duration out of range, not "not a duration".
 #[test]
 fn zero_timeout_is_out_of_range() {
-    let env = Env::standard();
+    let (_ports, env) = sandbox(SandboxOptions::default());
     edit_config(
         &env,
         "[defaults]\ntimeout = \"20s\"",
@@ -425,7 +439,7 @@ fn zero_timeout_is_out_of_range() {
 // templates, not at staging a new one.
 #[test]
 fn rollback_to_a_missing_template_hints_at_rollback() {
-    let env = Env::standard();
+    let (_ports, env) = sandbox(SandboxOptions::default());
     let output = env.run(&["upgrade", "--to", "mroot.2"]);
     assert_eq!(code(&output), 0, "{}", describe(&output));
     let rollback = env.run(&["rollback", "--to", "mroot.NOPE"]);
@@ -449,7 +463,7 @@ fn rollback_to_a_missing_template_hints_at_rollback() {
 // The command line `show` prints pastes back into a shell as the same words.
 #[test]
 fn show_quotes_command_lines() {
-    let env = Env::standard();
+    let (_ports, env) = sandbox(SandboxOptions::default());
     let reason = "it's the \"13.3\" fix; $HOME stays";
     let output = env.run(&["upgrade", "--to", "mroot.2", "--reason", reason]);
     assert_eq!(code(&output), 0, "{}", describe(&output));
@@ -477,7 +491,7 @@ fn show_quotes_command_lines() {
 // never came are listed as skipped, not as planned.
 #[test]
 fn show_lists_unneeded_rollback_checks_as_skipped() {
-    let env = Env::standard();
+    let (_ports, env) = sandbox(SandboxOptions::default());
     let output = env.run(&["upgrade", "--to", "mroot.2"]);
     assert_eq!(code(&output), 0, "{}", describe(&output));
     let shown = env.json(&["show", "1"]);
@@ -614,7 +628,7 @@ fn completions_take_three_shells() {
 // text and in JSON.
 #[test]
 fn dry_run_notes_jails_not_running() {
-    let env = Env::standard();
+    let (_ports, env) = sandbox(SandboxOptions::default());
     stop_by_hand(&env, "jail1");
     let output = env.run(&["upgrade", "--to", "mroot.2", "--dry-run"]);
     assert_eq!(code(&output), 0, "{}", describe(&output));
@@ -639,6 +653,9 @@ fn dry_run_notes_jails_not_running() {
 // forward in time: mroot.20240101 -> mroot.20240601.
 #[test]
 fn demo_upgrade_reads_forward() {
+    let _alone = PORTS
+        .write()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     let output = Command::new(PROGRAM)
         .arg("demo")
         .env_remove("JAILSWAP_CONFIG")
@@ -657,7 +674,7 @@ fn demo_upgrade_reads_forward() {
 // modes and times) get different fingerprints in the journal.
 #[test]
 fn fingerprints_follow_content() {
-    let env = Env::new(SandboxOptions {
+    let (_ports, env) = sandbox(SandboxOptions {
         staged: vec![
             ("mroot.2".into(), Some("2.0".into())),
             ("mroot.3".into(), Some("2.0".into())),
