@@ -73,7 +73,7 @@ pub enum Command {
     Show {
         /// The transaction's number, as `history` lists it
         id: i64,
-        /// Draw the transaction as a chart: one row per jail, time across
+        /// Draw the transaction as a chart: one row per jail, time across, every step visible (with --json: the chart as data)
         #[arg(long)]
         timeline: bool,
     },

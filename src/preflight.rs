@@ -210,6 +210,12 @@ pub fn check_target<H: Host + ?Sized>(
         ));
     }
     let id = match host.examine(target)? {
+        Entry::Absent if what.starts_with("rollback") => {
+            return Err(refuse(
+                format!("there is no template {target:?} in the store {store_shown:?}"),
+                "name an archived template (`jailswap status` lists the templates and their roles), or run `jailswap rollback` without --to for the previous one",
+            ))
+        }
         Entry::Absent => {
             return Err(refuse(
                 format!("there is no template {target:?} in the store {store_shown:?}"),

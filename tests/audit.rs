@@ -1,11 +1,14 @@
 //! The audit trail and the operations around it: the hash chain that
-//! `verify` checks, fingerprints, the timeline, `prune`, and `carry`.
+//! `verify` checks, fingerprints, the timeline (every step visible, undos,
+//! batches, outages, interruptions), `prune`, and `carry`.
 
 mod common;
 
 use common::{code, describe, Arrangement, Env};
 use jailswap::sandbox::{make_template, SandboxOptions};
+use serde_json::Value;
 use std::process::Command;
+use std::time::Duration;
 
 fn sqlite(env: &Env, sql: &str) {
     let status = Command::new("sqlite3")
@@ -130,17 +133,10 @@ fn show_and_timeline() {
                 && s["finished_at"].is_string()),
         "{shown}"
     );
-    let timeline = env.run(&["show", "1", "--timeline"]);
-    let text = String::from_utf8_lossy(&timeline.stdout);
+    let (text, chart) = draw(&env, 1);
     for (name, _) in &env.sandbox.jails {
-        let row = text
-            .lines()
-            .find(|line| line.starts_with(name.as_str()))
-            .unwrap_or_else(|| panic!("no row for {name}: {text}"));
-        assert!(
-            row.contains('S') && row.contains('T') && row.contains('M'),
-            "{row}"
-        );
+        let row = row_of(&text, name);
+        assert!(in_order(&row, "SUMTH"), "{row}\n{text}\n{chart}");
     }
     assert!(
         text.lines()
@@ -266,4 +262,235 @@ fn carry_moves_paths_and_back() {
     let refused = env.run(&["upgrade", "--to", "mroot.9"]);
     assert_eq!(code(&refused), 65, "{}", describe(&refused));
     assert!(String::from_utf8_lossy(&refused.stderr).contains("jailswap deletes nothing"));
+}
+
+// ---------------------------------------------------------------- timeline
+
+/// The row of `name` in a drawn chart, without its name.
+fn row_of(text: &str, name: &str) -> String {
+    text.lines()
+        .find_map(|line| {
+            line.strip_prefix(name)
+                .filter(|rest| rest.starts_with(' '))
+                .map(|rest| rest.trim_start().to_string())
+        })
+        .unwrap_or_else(|| panic!("no row for {name}:\n{text}"))
+}
+
+/// Whether `row` shows each of `letters`, in that order.
+fn in_order(row: &str, letters: &str) -> bool {
+    let mut rest = row;
+    letters.chars().all(|letter| match rest.find(letter) {
+        Some(at) => {
+            rest = &rest[at..];
+            true
+        }
+        None => false,
+    })
+}
+
+/// `show ID --timeline` as text and as data, checked against each other and
+/// against the journal: every step that ran (and every undo) has columns of
+/// its own, inside the chart, showing its letter, never shared with another
+/// step of the same row.
+fn draw(env: &Env, id: i64) -> (String, Value) {
+    let id = id.to_string();
+    let output = env.run(&["show", &id, "--timeline"]);
+    assert_eq!(code(&output), 0, "{}", describe(&output));
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    let chart = env.json(&["show", &id, "--timeline"]);
+    let width = chart["width"].as_u64().unwrap() as usize;
+    assert!(width >= 64, "{chart}");
+    let rows: Vec<(String, Vec<char>)> = chart["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| {
+            let name = row["name"].as_str().unwrap().to_string();
+            let cells: Vec<char> = row["cells"].as_str().unwrap().chars().collect();
+            assert_eq!(cells.len(), width, "{row}");
+            // The text draws the same row.
+            assert_eq!(
+                row_of(&text, &name),
+                row["cells"].as_str().unwrap(),
+                "{text}"
+            );
+            (name, cells)
+        })
+        .collect();
+    let shown = env.json(&["show", &id]);
+    let mut ran = 0;
+    for step in shown["steps"].as_array().unwrap() {
+        let forward = step["started_at"].is_string() && step["state"] != "planned";
+        let undone = step["undo_started_at"].is_string()
+            && matches!(
+                step["state"].as_str(),
+                Some("undoing" | "undone" | "undo_failed")
+            );
+        ran += usize::from(forward) + usize::from(undone);
+    }
+    let spans = chart["spans"].as_array().unwrap();
+    assert_eq!(
+        spans.len(),
+        ran,
+        "one span per step and undo that ran: {chart}"
+    );
+    let mut taken: std::collections::BTreeMap<(String, usize), u64> = Default::default();
+    for span in spans {
+        let row = span["row"].as_str().unwrap().to_string();
+        let (from, to) = (
+            span["columns"][0].as_u64().unwrap() as usize,
+            span["columns"][1].as_u64().unwrap() as usize,
+        );
+        assert!(from < to && to <= width, "{span}");
+        let letter = span["letter"].as_str().unwrap().chars().next().unwrap();
+        assert_eq!(letter.is_lowercase(), span["undo"] == true, "{span}");
+        let cells = &rows.iter().find(|(name, _)| *name == row).unwrap().1;
+        for (column, cell) in cells.iter().enumerate().take(to).skip(from) {
+            assert_eq!(*cell, letter, "{span}\n{text}");
+            let seq = span["seq"].as_u64().unwrap();
+            let before = taken.insert((row.clone(), column), seq);
+            assert!(before.is_none(), "column {column} of {row} shared: {span}");
+        }
+    }
+    (text, chart)
+}
+
+// With 2 s stops, every jail's row still shows its 0 ms unmounts and mounts,
+// its start and its health check, in order; a rollback shows its undos in
+// lower case (the renames' too, on the store's row).
+#[test]
+fn timeline_keeps_every_step_visible() {
+    let env = Env::new(SandboxOptions {
+        health_timeout: "1s".into(),
+        staged: vec![
+            ("mroot.2".into(), Some("2.0".into())),
+            ("mroot.broken".into(), None),
+        ],
+        ..SandboxOptions::default()
+    });
+    std::fs::write(env.dir.path().join("stop-delay"), "2").unwrap();
+    let output = env.run(&["upgrade", "--to", "mroot.2"]);
+    assert_eq!(code(&output), 0, "{}", describe(&output));
+    let (text, _) = draw(&env, 1);
+    for (name, _) in &env.sandbox.jails {
+        let row = row_of(&text, name);
+        assert!(in_order(&row, "SUUMMTH"), "{name}: {row}\n{text}");
+    }
+    assert!(
+        in_order(&row_of(&text, "(store)"), "VRRC") || in_order(&row_of(&text, "(store)"), "VRR"),
+        "{text}"
+    );
+
+    std::fs::write(env.dir.path().join("stop-delay"), "0.2").unwrap();
+    let output = env.run(&["upgrade", "--to", "mroot.broken"]);
+    assert_eq!(code(&output), 1, "{}", describe(&output));
+    let (text, _) = draw(&env, 2);
+    for (name, _) in &env.sandbox.jails {
+        let row = row_of(&text, name);
+        assert!(in_order(&row, "SUMTHtmus"), "{name}: {row}\n{text}");
+    }
+    assert!(in_order(&row_of(&text, "(store)"), "VRRrr"), "{text}");
+    // Two outages: the upgrade's stop, and the rollback's stop again.
+    let outage = text
+        .lines()
+        .find_map(|line| line.strip_prefix("outage"))
+        .unwrap();
+    let runs = outage
+        .trim()
+        .split(' ')
+        .filter(|run| !run.is_empty() && run.chars().all(|c| c == '='))
+        .count();
+    assert_eq!(runs, 2, "{text}");
+    assert!(text.contains("(lower case: undo"), "{text}");
+}
+
+// A rolling upgrade's chart marks its batches, one after another; an
+// interrupted and recovered transaction shows the stretch with nothing
+// recorded, and its outage, as long as `history` says.
+#[test]
+fn timeline_marks_batches_and_interruptions() {
+    let env = Env::standard();
+    let output = env.run(&["upgrade", "--to", "mroot.2", "--rolling", "--batch", "1"]);
+    assert_eq!(code(&output), 0, "{}", describe(&output));
+    let (text, chart) = draw(&env, 1);
+    let batches = chart["batches"].as_array().unwrap();
+    assert_eq!(batches.len(), env.sandbox.jails.len(), "{chart}");
+    for pair in batches.windows(2) {
+        assert!(
+            pair[0]["columns"][1].as_u64() <= pair[1]["columns"][0].as_u64(),
+            "{chart}"
+        );
+    }
+    let marks = row_of(&text, "batch");
+    assert!(in_order(&marks, "123"), "{text}");
+
+    // Killed after the stops: recovery goes back, the jails down meanwhile.
+    let killed = env.spawn(&["rollback"], &[("JAILSWAP_KILL_AT", "completion:1:after")]);
+    assert_eq!(killed.wait_with_output().unwrap().status.code(), None);
+    std::thread::sleep(Duration::from_millis(1200));
+    let recovered = env.run(&["recover"]);
+    assert_eq!(code(&recovered), 1, "{}", describe(&recovered));
+    assert_eq!(env.json(&["status"])["live"], "mroot.2");
+    let (text, chart) = draw(&env, 2);
+    let gap = &chart["interruption"];
+    let (from, to) = (
+        gap["start_ms"].as_i64().unwrap(),
+        gap["end_ms"].as_i64().unwrap(),
+    );
+    assert!(to - from >= 1200, "{chart}");
+    assert!(
+        gap["columns"][0].as_u64() < gap["columns"][1].as_u64(),
+        "{chart}"
+    );
+    for (name, _) in &env.sandbox.jails {
+        assert!(row_of(&text, name).contains('~'), "{text}");
+    }
+    assert!(text.contains("interrupted: nothing was recorded"), "{text}");
+    let history = env.json(&["history", "--limit", "1"]);
+    let downtime = history[0]["downtime_ms"].as_i64().unwrap();
+    assert!(downtime >= 1200, "{history}");
+    assert_eq!(chart["outage"]["downtime_ms"], downtime, "{chart}");
+    let outage = chart["outage"]["cells"].as_str().unwrap();
+    let gap_columns = gap["columns"][0].as_u64().unwrap() as usize;
+    assert_eq!(outage.chars().nth(gap_columns), Some('='), "{text}");
+    assert!(
+        text.lines()
+            .any(|line| line.starts_with("outage") && line.ends_with(&format!("{downtime} ms"))),
+        "{text}"
+    );
+}
+
+// A transaction killed between its first intent and its first action did
+// nothing to the jails: once recovered, its chart draws no stop and no
+// outage, though the intent recorded when the stops were to begin.
+#[test]
+fn timeline_of_a_transaction_killed_before_it_acted() {
+    let env = Env::standard();
+    let killed = env.spawn(
+        &["upgrade", "--to", "mroot.2"],
+        &[("JAILSWAP_KILL_AT", "intent:1:after")],
+    );
+    assert_eq!(killed.wait_with_output().unwrap().status.code(), None);
+    let recovered = env.run(&["recover"]);
+    assert_eq!(code(&recovered), 1, "{}", describe(&recovered));
+    let shown = env.json(&["show", "1"]);
+    let stops: Vec<&Value> = shown["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["action"] == "stop")
+        .collect();
+    assert!(
+        stops
+            .iter()
+            .all(|s| s["state"] == "planned" && s["started_at"].is_string()),
+        "the intent's time stays, the state says the stop never ran: {shown}"
+    );
+    let (text, chart) = draw(&env, 1);
+    for (name, _) in &env.sandbox.jails {
+        assert!(!row_of(&text, name).contains(['S', 's']), "{text}");
+    }
+    assert!(chart["outage"].is_null(), "{chart}");
+    assert!(!text.contains("outage"), "{text}");
 }

@@ -816,8 +816,79 @@ fn piece(render: impl FnOnce(&mut Vec<u8>) -> std::io::Result<()>, keep_heading:
         .collect()
 }
 
+/// One key of the configuration file: its name, its default (`None`:
+/// required or unset) and what it does.
+struct Key {
+    name: &'static str,
+    default: Option<&'static str>,
+    meaning: &'static str,
+}
+
+const fn key(name: &'static str, default: Option<&'static str>, meaning: &'static str) -> Key {
+    Key {
+        name,
+        default,
+        meaning,
+    }
+}
+
+/// The keys of each table of the configuration file, as the man page's
+/// CONFIGURATION section lists them. `man_page_documents_every_key` holds
+/// this list to what the parser accepts and to the defaults it applies.
+const CONFIGURATION: &[(&str, &[Key])] = &[
+    (
+        "Top level",
+        &[
+            key("store", None, "Required. The directory that holds the live template and its siblings (the Handbook's /home/j); an absolute path."),
+            key("live", Some("mroot"), "The name of the live template in the store: the directory every jail mounts read-only."),
+            key("journal", Some("/var/db/jailswap/journal.sqlite on FreeBSD, /var/lib/jailswap/journal.sqlite elsewhere"), "The journal, an SQLite file (mode 0600, its directory created 0700). One jailswap at a time holds the lock on its directory."),
+            key("parallel", Some("8"), "How many jails are stopped or started at once, 1 to 1024."),
+            key("carry", Some("[]"), "Directories moved from the outgoing template into the incoming one, such as \"usr/ports\" (relative, without ..); a rollback moves them back."),
+            key("store_kind", Some("auto"), "How templates are renamed and copied: directory, btrfs, zfs, or auto (judged by the live template)."),
+            key("backend", Some("linux on Linux, commands elsewhere"), "How mounts are made and read: linux (mount(2) bind mounts, /proc/self/mountinfo) or commands (mount(8) -t nullfs, umount(8), mount -p)."),
+            key("log", Some("journald on Linux when systemd's journal runs, syslog otherwise"), "Where one line per step and per outcome goes besides stderr: syslog, journald or none."),
+            key("metrics", None, "A file rewritten after every transaction with Prometheus metrics (node_exporter's textfile collector); unset, none is written."),
+        ],
+    ),
+    (
+        "[rolling]",
+        &[key("batch", Some("1,25%"), "Batch sizes of upgrade --rolling, as Ansible's serial: counts or percentages, the last one repeating.")],
+    ),
+    (
+        "[health]",
+        &[
+            key("timeout", Some("30s"), "All of a jail's health checks must pass within this after its start."),
+            key("interval", Some("500ms"), "The pause between two attempts."),
+        ],
+    ),
+    (
+        "[[jail]]",
+        &[
+            key("name", None, "Required. The jail's name, [A-Za-z0-9][A-Za-z0-9_.-]*, unique."),
+            key("path", Some("<store>/<name>"), "The jail's root: the mount point of the template."),
+            key("fstab", None, "The jail's mounts in fstab(5) form, mounted in order and unmounted in reverse; type nullfs is a bind mount on Linux, option ro read-only. Without it the jail mounts its own (jail.conf mount.fstab) and jailswap only checks after the stop that nothing still mounts the template."),
+            key("depends", Some("[]"), "Jails started before this one and stopped after it."),
+            key("start", Some("service jail start ${name}"), "The command that starts the jail."),
+            key("stop", Some("service jail stop ${name}"), "The command that stops the jail."),
+            key("status", None, "A command that exits 0 while the jail runs; jails it finds stopped stay stopped (the plan says so). Unset, jailswap cannot tell and stops and starts every jail."),
+            key("timeout", Some("60s"), "The bound on each start, stop and status command."),
+            key("health", Some("[]"), "The jail's health checks, as [[jail.health]] tables; all must pass."),
+        ],
+    ),
+    (
+        "[[jail.health]]",
+        &[
+            key("http", None, "A URL whose GET must answer 2xx."),
+            key("contains", None, "With http: text the body must contain."),
+            key("tcp", None, "An address (host:port) that must accept a connection."),
+            key("cmd", None, "A command that must exit 0."),
+        ],
+    ),
+];
+
 /// docs/jailswap.8: clap_mangen's page for the command, one subsection per
-/// command under COMMANDS, then EXIT STATUS, ENVIRONMENT, FILES, SEE ALSO.
+/// command under COMMANDS, then CONFIGURATION, EXIT STATUS, ENVIRONMENT,
+/// FILES, EXAMPLES, SEE ALSO.
 pub fn generate_man_page() -> String {
     use clap_mangen::roff::{bold, italic, roman, Roff};
     use clap_mangen::Man;
@@ -862,6 +933,37 @@ pub fn generate_man_page() -> String {
     }
 
     let mut roff = Roff::new();
+    roff.control("SH", ["CONFIGURATION"]);
+    roff.text([roman(
+        "A TOML file, owned by root and not writable by group or others when jailswap runs as root (it names commands run as root). Unknown keys are refused (exit 78). Commands run through /bin/sh -c with ${name} and ${path} replaced by the jail's name and root; ${name} is also replaced in path, fstab, http and tcp. Durations read as 500ms, 30s, 2m.",
+    )]);
+    for (table, keys) in CONFIGURATION {
+        roff.control("SS", [*table]);
+        if *table == "[[jail]]" {
+            roff.text([
+                roman("One table per jail. A "),
+                bold("[defaults]"),
+                roman(" table takes any of these keys but name, and every jail inherits it."),
+            ]);
+        }
+        for entry in *keys {
+            // A short default goes with the key, a long one after the text.
+            let (tag, text) = match entry.default {
+                Some(value) if value.len() <= 30 => {
+                    (format!(" (default: {value})"), entry.meaning.to_string())
+                }
+                Some(value) => (
+                    String::new(),
+                    format!("{} Default: {value}.", entry.meaning),
+                ),
+                None => (String::new(), entry.meaning.to_string()),
+            };
+            roff.control("TP", [])
+                .text([bold(entry.name), roman(tag)])
+                .text([roman(text)]);
+        }
+    }
+
     roff.control("SH", ["EXIT STATUS"]);
     roff.text([roman(
         "jailswap exits with one of the sysexits(3) codes FreeBSD tools use:",
@@ -876,6 +978,7 @@ pub fn generate_man_page() -> String {
         ("70", "Internal error (EX_SOFTWARE)."),
         ("74", "Journal I/O error (EX_IOERR): unreadable, corrupt or not writable; nothing was changed."),
         ("75", "Busy (EX_TEMPFAIL): another jailswap holds the lock, or an interrupted transaction must be recovered first."),
+        ("77", "Permission denied (EX_NOPERM): not run as root where root is needed, or a file jailswap must read or write refuses it."),
         ("78", "Configuration invalid (EX_CONFIG); nothing was changed."),
     ] {
         roff.control("TP", []).text([bold(code)]).text([roman(meaning)]);
@@ -911,9 +1014,41 @@ pub fn generate_man_page() -> String {
             "journal.sqlite.backup",
             "Beside the journal: a copy as of the last finished transaction.",
         ),
+        (
+            "lock",
+            "Beside the journal: the pid of the jailswap that holds the lock, which status reads.",
+        ),
     ] {
         roff.control("TP", [])
             .text([italic(file)])
+            .text([roman(meaning)]);
+    }
+
+    roff.control("SH", ["EXAMPLES"]);
+    roff.text([roman(
+        "The Handbook's layout: the live template /home/j/mroot, jails ns, mail and www under /home/j. Build the new template beside the live one as /home/j/mroot.20240601 (with its s directory and top-level links such as etc -> s/etc), then:",
+    )]);
+    for (command, meaning) in [
+        (
+            "jailswap upgrade --to mroot.20240601 --dry-run",
+            "Print the plan: every step with its undo. Nothing changes.",
+        ),
+        (
+            "jailswap upgrade --to mroot.20240601 --reason \"13.3 security update\"",
+            "Stop the jails, unmount them, archive mroot under the name it went live under, make mroot.20240601 live, mount and start the jails, check their health: committed (0) or rolled back (1).",
+        ),
+        (
+            "jailswap status",
+            "The live template and its label, every template with its role, each jail and the template it runs on, anything pending.",
+        ),
+        ("jailswap history", "Past transactions: who, why, how long the jails were down."),
+        (
+            "jailswap rollback",
+            "Make the previous template live again, with the same steps and checks.",
+        ),
+    ] {
+        roff.control("TP", [])
+            .text([bold(command)])
             .text([roman(meaning)]);
     }
 
@@ -963,7 +1098,15 @@ fn man_page_content_renders() {
             "no section for {name}"
         );
     }
-    for heading in ["EXIT STATUS", "ENVIRONMENT", "FILES", "SEE ALSO", "OPTIONS"] {
+    for heading in [
+        "CONFIGURATION",
+        "EXIT STATUS",
+        "ENVIRONMENT",
+        "FILES",
+        "EXAMPLES",
+        "SEE ALSO",
+        "OPTIONS",
+    ] {
         assert!(
             page.contains(&format!(".SH \"{heading}\"\n"))
                 || page.contains(&format!(".SH {heading}\n")),
@@ -991,6 +1134,161 @@ fn man_page_content_renders() {
         "",
         "groff warnings"
     );
+}
+
+/// The documented default of `name` in `table`.
+fn documented(table: &str, name: &str) -> Option<&'static str> {
+    CONFIGURATION
+        .iter()
+        .find(|(t, _)| *t == table)
+        .and_then(|(_, keys)| keys.iter().find(|k| k.name == name))
+        .unwrap_or_else(|| panic!("{table} {name} is not documented"))
+        .default
+}
+
+/// The keys the parser accepts in one table, from its refusal of an
+/// unknown key ("unknown field `x`, expected one of `a`, `b`").
+fn accepted_keys(text: &str) -> std::collections::BTreeSet<String> {
+    let error = match jailswap::config::parse(text, Path::new("probe.toml")) {
+        Ok(_) => panic!("an unknown key was accepted: {text}"),
+        Err(error) => error.to_string(),
+    };
+    let line = error
+        .lines()
+        .find(|line| line.contains("unknown field `bogus_key`"))
+        .unwrap_or_else(|| panic!("not an unknown-key error: {error}"));
+    let expected = line.split_once("expected").expect("the keys expected").1;
+    expected
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .map(str::to_string)
+        .collect()
+}
+
+// The man page's CONFIGURATION section lists exactly the keys the parser
+// accepts in each table, with the defaults the parser applies: a key added
+// to the parser, or a default changed, fails here until the page says so.
+#[test]
+fn man_page_documents_every_key() {
+    let store = "store = \"/home/j\"\n";
+    let jail = "[[jail]]\nname = \"a\"\n";
+    for (table, text) in [
+        ("Top level", format!("{store}bogus_key = 1\n{jail}")),
+        (
+            "[rolling]",
+            format!("{store}[rolling]\nbogus_key = 1\n{jail}"),
+        ),
+        (
+            "[health]",
+            format!("{store}[health]\nbogus_key = 1\n{jail}"),
+        ),
+        (
+            "[[jail]]",
+            format!("{store}[defaults]\nbogus_key = 1\n{jail}"),
+        ),
+        ("[[jail]]", format!("{store}{jail}bogus_key = 1\n")),
+        (
+            "[[jail.health]]",
+            format!("{store}{jail}[[jail.health]]\nbogus_key = 1\n"),
+        ),
+    ] {
+        let accepted = accepted_keys(&text);
+        let documented: std::collections::BTreeSet<String> = CONFIGURATION
+            .iter()
+            .find(|(t, _)| *t == table)
+            .map(|(_, keys)| keys.iter().map(|k| k.name.to_string()).collect())
+            .unwrap();
+        // Tables the top level accepts are documented as their own sections.
+        let accepted: std::collections::BTreeSet<String> = accepted
+            .into_iter()
+            .filter(|key| {
+                !(table == "Top level"
+                    && ["rolling", "health", "defaults", "jail"].contains(&key.as_str()))
+            })
+            .collect();
+        assert_eq!(
+            documented, accepted,
+            "{table}: documented keys differ from the parser's"
+        );
+    }
+
+    let settings =
+        jailswap::config::parse(&format!("{store}{jail}"), Path::new("probe.toml")).unwrap();
+    let spec = &settings.jails[0].spec;
+    let ms = |text: &str| jailswap::config::parse_duration(text).unwrap().as_millis() as u64;
+    let name_of = |value: serde_json::Value| value.as_str().unwrap().to_string();
+    assert_eq!(documented("Top level", "store"), None);
+    assert_eq!(
+        documented("Top level", "live"),
+        Some(settings.live.as_str())
+    );
+    assert!(documented("Top level", "journal")
+        .unwrap()
+        .contains(&settings.journal.display().to_string()));
+    assert_eq!(
+        documented("Top level", "parallel"),
+        Some(settings.parallel.to_string().as_str())
+    );
+    assert!(settings.carry.is_empty());
+    assert_eq!(documented("Top level", "carry"), Some("[]"));
+    assert!(settings.store_kind.is_none());
+    assert_eq!(documented("Top level", "store_kind"), Some("auto"));
+    let backend = name_of(serde_json::to_value(settings.backend).unwrap());
+    assert!(documented("Top level", "backend")
+        .unwrap()
+        .starts_with(&backend));
+    let log = name_of(serde_json::to_value(settings.log).unwrap());
+    assert!(documented("Top level", "log").unwrap().contains(&log));
+    assert!(settings.metrics.is_none());
+    assert_eq!(documented("Top level", "metrics"), None);
+    assert_eq!(
+        documented("[rolling]", "batch"),
+        Some(settings.rolling_batches.describe().as_str())
+    );
+    assert_eq!(
+        ms(documented("[health]", "timeout").unwrap()),
+        spec.health_timeout_ms
+    );
+    assert_eq!(
+        ms(documented("[health]", "interval").unwrap()),
+        spec.health_interval_ms
+    );
+    assert_eq!(documented("[[jail]]", "name"), None);
+    assert_eq!(documented("[[jail]]", "path"), Some("<store>/<name>"));
+    assert_eq!(spec.path, settings.store.join("a"));
+    assert_eq!(
+        (documented("[[jail]]", "fstab"), &spec.fstab),
+        (None, &None)
+    );
+    assert!(spec.depends.is_empty() && spec.health.is_empty());
+    assert_eq!(documented("[[jail]]", "depends"), Some("[]"));
+    assert_eq!(documented("[[jail]]", "health"), Some("[]"));
+    assert_eq!(documented("[[jail]]", "start"), Some(spec.start.as_str()));
+    assert_eq!(documented("[[jail]]", "stop"), Some(spec.stop.as_str()));
+    assert_eq!(
+        (documented("[[jail]]", "status"), &spec.status),
+        (None, &None)
+    );
+    assert_eq!(
+        ms(documented("[[jail]]", "timeout").unwrap()),
+        spec.timeout_ms
+    );
+    // Every entry reaches the page.
+    let page = generate_man_page();
+    for (table, keys) in CONFIGURATION {
+        assert!(
+            page.contains(&format!(".SS \"{table}\"")) || page.contains(&format!(".SS {table}\n")),
+            "{table}"
+        );
+        for entry in *keys {
+            assert!(
+                page.contains(&format!("\\fB{}\\fR", entry.name)),
+                "{table} {}",
+                entry.name
+            );
+        }
+    }
 }
 
 // ---------------------------------------------------------------- completions

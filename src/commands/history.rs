@@ -29,9 +29,11 @@ pub fn run(limit: Option<u32>, context: &Context) -> Result<u8> {
     let rows: Vec<[String; 8]> = records
         .iter()
         .map(|record| {
-            let cause = match (&record.error, record.outcome()) {
-                (Some(error), "rolled_back" | "pending") => error.clone(),
-                _ => record.reason.clone().unwrap_or_default(),
+            // What went wrong outranks why it was run: a rollback's cause,
+            // or the interruption a committed transaction recovered from.
+            let cause = match &record.error {
+                Some(error) => error.clone(),
+                None => record.reason.clone().unwrap_or_default(),
             };
             [
                 record.id.to_string(),

@@ -1,5 +1,6 @@
 //! `show ID [--timeline]`: one transaction with its steps, their states,
-//! times and errors, and what its steps produced; `--timeline` draws it.
+//! times and errors, and what its steps produced; `--timeline` draws it
+//! (as data with `--json`).
 
 use super::{render, timeline, Context};
 use crate::error::Result;
@@ -38,17 +39,20 @@ fn shown_state(record: &TxnRecord, step: &StepRecord) -> &'static str {
 pub fn run(id: i64, draw: bool, context: &Context) -> Result<u8> {
     let (record, mut steps) = load(context, id)?;
     if draw {
+        let chart = timeline::Chart::new(&record, &steps);
+        if context.json() {
+            context.output.value(&chart.json(&record));
+            return Ok(0);
+        }
         let title = format!(
             "transaction {}: {} {} -> {} ({})",
             record.id,
             record.kind,
             record.from_label,
             record.to_label,
-            record.state.as_str()
+            render::outcome_name(record.kind, record.outcome())
         );
-        context
-            .output
-            .bytes(timeline::render(&title, &steps).as_bytes());
+        context.output.bytes(chart.text(&title).as_bytes());
         return Ok(0);
     }
     if context.json() {

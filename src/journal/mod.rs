@@ -426,15 +426,34 @@ impl Journal {
     }
 
     /// Records the intent of a wave: these steps (or their undos) are about
-    /// to run. One commit for the whole wave.
+    /// to run, from now. One commit for the whole wave. The time stays if
+    /// the process is killed before the completion: recovery then still
+    /// knows when each jail may have gone down, for the downtime and the
+    /// timeline; the completion replaces it with the step's own.
     pub fn mark_started(&mut self, id: i64, seqs: &[u32], undo: bool) -> Result<(), JournalError> {
-        let state = if undo {
-            StepState::Undoing
+        let (state, sql) = if undo {
+            (
+                StepState::Undoing,
+                "UPDATE step SET state = ?3, undo_started_at = ?4 WHERE txn_id = ?1 AND seq = ?2",
+            )
         } else {
-            StepState::Started
+            (
+                StepState::Started,
+                "UPDATE step SET state = ?3, started_at = ?4 WHERE txn_id = ?1 AND seq = ?2",
+            )
         };
-        let states: Vec<(u32, StepState)> = seqs.iter().map(|seq| (*seq, state)).collect();
-        self.update_step_states(id, &states, "intent")
+        let at = now();
+        self.commit("intent", |connection| {
+            let transaction = connection.transaction()?;
+            {
+                let mut update = transaction.prepare(sql)?;
+                for seq in seqs {
+                    update.execute(params![id, seq, state.as_str(), at])?;
+                }
+            }
+            transaction.commit()?;
+            Ok(())
+        })
     }
 
     /// Records the outcome of a wave's steps (or undos). One commit.
@@ -444,10 +463,12 @@ impl Journal {
         results: &[StepResult],
         undo: bool,
     ) -> Result<(), JournalError> {
+        // A step that did not run after all (a sibling failed first) loses
+        // the time its intent recorded.
         let sql = if undo {
-            "UPDATE step SET state = ?3, undo_started_at = COALESCE(?4, undo_started_at), undo_finished_at = COALESCE(?5, undo_finished_at), undo_error = ?6, result = COALESCE(?7, result) WHERE txn_id = ?1 AND seq = ?2"
+            "UPDATE step SET state = ?3, undo_started_at = CASE WHEN ?4 IS NULL AND ?3 = 'done' THEN NULL ELSE COALESCE(?4, undo_started_at) END, undo_finished_at = COALESCE(?5, undo_finished_at), undo_error = ?6, result = COALESCE(?7, result) WHERE txn_id = ?1 AND seq = ?2"
         } else {
-            "UPDATE step SET state = ?3, started_at = COALESCE(?4, started_at), finished_at = COALESCE(?5, finished_at), error = ?6, result = COALESCE(?7, result) WHERE txn_id = ?1 AND seq = ?2"
+            "UPDATE step SET state = ?3, started_at = CASE WHEN ?4 IS NULL AND ?3 = 'planned' THEN NULL ELSE COALESCE(?4, started_at) END, finished_at = COALESCE(?5, finished_at), error = ?6, result = COALESCE(?7, result) WHERE txn_id = ?1 AND seq = ?2"
         };
         self.commit("completion", |connection| {
             let transaction = connection.transaction()?;
