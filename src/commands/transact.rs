@@ -39,43 +39,37 @@ fn swap_request(
 }
 
 pub fn upgrade(args: &UpgradeArgs, context: &Context) -> Result<u8> {
-    let config = context.config()?;
-    let request = swap_request(
+    swap(
         TransactionKind::Upgrade,
         Some(args.to.clone()),
         &args.common,
-        &config,
-    );
-    run(
-        &config,
         context,
-        args.common.dry_run,
-        |host, journal, dry_run, interrupted| {
-            transaction::swap(
-                host,
-                &config,
-                journal,
-                &request,
-                dry_run,
-                &context.reporter,
-                interrupted,
-            )
-        },
     )
 }
 
 pub fn rollback(args: &RollbackArgs, context: &Context) -> Result<u8> {
-    let config = context.config()?;
-    let request = swap_request(
+    swap(
         TransactionKind::Rollback,
         args.to.clone(),
         &args.common,
-        &config,
-    );
+        context,
+    )
+}
+
+/// `upgrade` and `rollback`: the same transaction, to a named template or
+/// (a rollback without `--to`) the previous one.
+fn swap(
+    kind: TransactionKind,
+    to: Option<String>,
+    common: &TransactionArgs,
+    context: &Context,
+) -> Result<u8> {
+    let config = context.config()?;
+    let request = swap_request(kind, to, common, &config);
     run(
         &config,
         context,
-        args.common.dry_run,
+        common.dry_run,
         |host, journal, dry_run, interrupted| {
             transaction::swap(
                 host,

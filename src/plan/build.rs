@@ -46,22 +46,114 @@ pub struct Request {
     pub rolling: Option<(Batches, Option<u32>)>,
 }
 
-/// What the builder knows of the jails: the configuration, which jails
-/// run, which mount points are mounted.
-struct HostView<'a> {
+/// What the builder knows of the jails (the configuration, which jails
+/// run, which mount points are mounted), and the jail steps it makes of
+/// them. Jails are indexes into the configuration.
+struct Jails<'a> {
     config: &'a Config,
     running: &'a dyn Fn(usize) -> bool,
     mounted: &'a dyn Fn(&PathBuf) -> bool,
 }
 
-impl HostView<'_> {
-    /// Whether the jail mounts the live template at its root (so that which
-    /// template its mounts belong to can be seen there).
-    fn has_root(&self, jail: &crate::config::JailSpec) -> bool {
-        has_root(self.config, jail)
+impl Jails<'_> {
+    /// `jails` by dependency level, lowest first.
+    fn levels(&self, jails: &[usize]) -> Vec<Vec<usize>> {
+        self.config
+            .levels
+            .iter()
+            .map(|level| {
+                level
+                    .iter()
+                    .copied()
+                    .filter(|i| jails.contains(i))
+                    .collect()
+            })
+            .collect()
+    }
+
+    fn name(&self, index: usize) -> String {
+        self.config.jails[index].name.clone()
+    }
+
+    /// One wave of stops per level, dependants first; stopped jails stay so.
+    fn stops(&self, jails: &[usize]) -> Vec<Vec<Action>> {
+        let mut levels = self.levels(jails);
+        levels.reverse();
+        levels
+            .iter()
+            .map(|level| {
+                level
+                    .iter()
+                    .filter(|&&i| (self.running)(i))
+                    .map(|&i| Action::Stop { jail: self.name(i) })
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// One wave of starts per level, dependencies first.
+    fn starts(&self, jails: &[usize]) -> Vec<Vec<Action>> {
+        self.levels(jails)
+            .iter()
+            .map(|level| {
+                level
+                    .iter()
+                    .filter(|&&i| (self.running)(i))
+                    .map(|&i| Action::Start { jail: self.name(i) })
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// Each jail's mounted fstab entries, in reverse; `template` is the one
+    /// its root shows with them (for recovery to tell whose they are).
+    fn unmounts(&self, jails: &[usize], template: Option<&TemplateId>) -> Vec<Action> {
+        jails
+            .iter()
+            .flat_map(|&i| {
+                let jail = &self.config.jails[i];
+                let template = template.filter(|_| has_root(self.config, jail));
+                jail.mounts
+                    .iter()
+                    .rev()
+                    .filter(|mount| (self.mounted)(&mount.target))
+                    .map(move |mount| Action::Unmount {
+                        jail: jail.name.clone(),
+                        mount: mount.clone(),
+                        template: template.cloned(),
+                    })
+            })
+            .collect()
+    }
+
+    /// Each jail's fstab entries, in order.
+    fn mounts(&self, jails: &[usize], template: Option<&TemplateId>) -> Vec<Action> {
+        jails
+            .iter()
+            .flat_map(|&i| {
+                let jail = &self.config.jails[i];
+                let template = template.filter(|_| has_root(self.config, jail));
+                jail.mounts.iter().map(move |mount| Action::Mount {
+                    jail: jail.name.clone(),
+                    mount: mount.clone(),
+                    template: template.cloned(),
+                })
+            })
+            .collect()
+    }
+
+    /// The health checks of the running jails that have some.
+    fn checks(&self, jails: &[usize]) -> Vec<Action> {
+        jails
+            .iter()
+            .filter(|&&i| (self.running)(i) && !self.config.jails[i].health.is_empty())
+            .map(|&i| Action::Health { jail: self.name(i) })
+            .collect()
     }
 }
 
+/// Whether the jail mounts the live template at its root (so that which
+/// template its mounts belong to can be seen there).
 fn has_root(config: &Config, jail: &crate::config::JailSpec) -> bool {
     let live = config.store.join(&config.live);
     jail.mounts.iter().any(|mount| mount.source == live)
@@ -91,99 +183,39 @@ impl Builder {
         self.wave += 1;
     }
 
-    /// The jail steps that move `jails` (indexes into the configuration)
-    /// onto whatever the live name holds: stop (dependants first), unmount
-    /// (each fstab in reverse), verify, mount, start (dependencies first),
-    /// health. `verify` is what no jail may still mount after unmounting.
-    #[allow(clippy::too_many_arguments)]
+    fn waves(&mut self, waves: Vec<Vec<Action>>, phase: Phase, batch: Option<u32>) {
+        for actions in waves {
+            self.wave(actions, phase, batch);
+        }
+    }
+
+    /// The steps that move `jails` onto whatever the live name holds:
+    /// stop (dependants first), unmount (each fstab in reverse), verify
+    /// that no jail still mounts `verify`, mount, start (dependencies
+    /// first), health. `templates` are the ones the jails' roots show
+    /// before and after.
     fn restart(
         &mut self,
-        host: &HostView,
-        jails: &[usize],
-        verify: Option<&str>,
+        jails: &Jails,
+        members: &[usize],
+        verify: &str,
         templates: (Option<&TemplateId>, Option<&TemplateId>),
-        phase: Phase,
-        batch: Option<u32>,
+        at: (Phase, Option<u32>),
     ) {
-        let (unmounting, mounting) = templates;
-        let (config, running, mounted) = (host.config, host.running, host.mounted);
-        let levels: Vec<Vec<usize>> = config
-            .levels
+        let (phase, batch) = at;
+        self.waves(jails.stops(members), phase, batch);
+        self.wave(jails.unmounts(members, templates.0), phase, batch);
+        let verifies = members
             .iter()
-            .map(|level| {
-                level
-                    .iter()
-                    .copied()
-                    .filter(|i| jails.contains(i))
-                    .collect()
+            .map(|&i| Action::VerifyReleased {
+                jail: jails.name(i),
+                template: verify.to_string(),
             })
             .collect();
-        for level in levels.iter().rev() {
-            let stops = level
-                .iter()
-                .filter(|&&i| running(i))
-                .map(|&i| Action::Stop {
-                    jail: config.jails[i].name.clone(),
-                })
-                .collect();
-            self.wave(stops, phase, batch);
-        }
-        let unmounts = jails
-            .iter()
-            .flat_map(|&i| {
-                let jail = &config.jails[i];
-                jail.mounts
-                    .iter()
-                    .rev()
-                    .filter(|mount| mounted(&mount.target))
-                    .map(|mount| Action::Unmount {
-                        jail: jail.name.clone(),
-                        mount: mount.clone(),
-                        template: unmounting.filter(|_| host.has_root(jail)).cloned(),
-                    })
-            })
-            .collect();
-        self.wave(unmounts, phase, batch);
-        if let Some(template) = verify {
-            let verifies = jails
-                .iter()
-                .map(|&i| Action::VerifyReleased {
-                    jail: config.jails[i].name.clone(),
-                    template: template.to_string(),
-                })
-                .collect();
-            self.wave(verifies, phase, batch);
-        }
-        let mounts = jails
-            .iter()
-            .flat_map(|&i| {
-                let jail = &config.jails[i];
-                jail.mounts.iter().map(|mount| Action::Mount {
-                    jail: jail.name.clone(),
-                    mount: mount.clone(),
-                    template: mounting.filter(|_| host.has_root(jail)).cloned(),
-                })
-            })
-            .collect();
-        self.wave(mounts, phase, batch);
-        for level in &levels {
-            let starts = level
-                .iter()
-                .filter(|&&i| running(i))
-                .map(|&i| Action::Start {
-                    jail: config.jails[i].name.clone(),
-                })
-                .collect();
-            self.wave(starts, phase, batch);
-        }
-        let checks = jails
-            .iter()
-            .filter(|&&i| running(i) && !config.jails[i].health.is_empty())
-            .map(|&i| Action::Health {
-                jail: config.jails[i].name.clone(),
-            })
-            .collect();
-        self.wave(checks, phase, batch);
+        self.wave(verifies, phase, batch);
+        self.wave(jails.mounts(members, templates.1), phase, batch);
+        self.waves(jails.starts(members), phase, batch);
+        self.wave(jails.checks(members), phase, batch);
     }
 }
 
@@ -217,88 +249,38 @@ pub fn build(config: &Config, request: &Request, observed: &Observed) -> Plan {
         })
         .collect();
     let all: Vec<usize> = (0..config.jails.len()).collect();
+    let jails = Jails {
+        config,
+        running: &running,
+        mounted: &mounted,
+    };
+    let forward = Phase::Forward;
     let strategy = match &request.rolling {
         None => {
             // The Handbook's order: every jail stops and unmounts, the
             // names swap, every jail mounts and starts.
-            let levels: Vec<&Vec<usize>> = config.levels.iter().collect();
-            for level in levels.iter().rev() {
-                let stops = level
-                    .iter()
-                    .filter(|&&i| running(i))
-                    .map(|&i| Action::Stop {
-                        jail: config.jails[i].name.clone(),
-                    })
-                    .collect();
-                builder.wave(stops, Phase::Forward, None);
-            }
-            let unmounts = config
-                .jails
-                .iter()
-                .flat_map(|jail| {
-                    jail.mounts
-                        .iter()
-                        .rev()
-                        .filter(|mount| mounted(&mount.target))
-                        .map(|mount| Action::Unmount {
-                            jail: jail.name.clone(),
-                            mount: mount.clone(),
-                            template: has_root(config, jail).then(|| observed.live_id.clone()),
-                        })
-                })
-                .collect();
-            builder.wave(unmounts, Phase::Forward, None);
-            builder.wave(
-                vec![Action::VerifyUnused {
-                    template: config.live.clone(),
-                }],
-                Phase::Forward,
-                None,
-            );
-            builder.wave(vec![rename_live], Phase::Forward, None);
-            builder.wave(vec![swap], Phase::Forward, None);
-            builder.wave(carries, Phase::Forward, None);
-            let mounts = config
-                .jails
-                .iter()
-                .flat_map(|jail| {
-                    jail.mounts.iter().map(|mount| Action::Mount {
-                        jail: jail.name.clone(),
-                        mount: mount.clone(),
-                        template: has_root(config, jail).then(|| observed.target_id.clone()),
-                    })
-                })
-                .collect();
-            builder.wave(mounts, Phase::Forward, None);
-            for level in &config.levels {
-                let starts = level
-                    .iter()
-                    .filter(|&&i| running(i))
-                    .map(|&i| Action::Start {
-                        jail: config.jails[i].name.clone(),
-                    })
-                    .collect();
-                builder.wave(starts, Phase::Forward, None);
-            }
-            let health = || -> Vec<Action> {
-                all.iter()
-                    .filter(|&&i| running(i) && !config.jails[i].health.is_empty())
-                    .map(|&i| Action::Health {
-                        jail: config.jails[i].name.clone(),
-                    })
-                    .collect()
+            builder.waves(jails.stops(&all), forward, None);
+            builder.wave(jails.unmounts(&all, Some(&observed.live_id)), forward, None);
+            let verify = Action::VerifyUnused {
+                template: config.live.clone(),
             };
-            builder.wave(health(), Phase::Forward, None);
-            builder.wave(health(), Phase::AfterRollback, None);
+            builder.wave(vec![verify], forward, None);
+            builder.wave(vec![rename_live], forward, None);
+            builder.wave(vec![swap], forward, None);
+            builder.wave(carries, forward, None);
+            builder.wave(jails.mounts(&all, Some(&observed.target_id)), forward, None);
+            builder.waves(jails.starts(&all), forward, None);
+            builder.wave(jails.checks(&all), forward, None);
+            builder.wave(jails.checks(&all), Phase::AfterRollback, None);
             Strategy::AllAtOnce
         }
         Some((batches, pause_after)) => {
             // The names swap under running jails (a mount holds the
             // directory, not its name); then each batch restarts onto the
             // live name, which now gives the new template.
-            builder.wave(vec![rename_live], Phase::Forward, None);
-            builder.wave(vec![swap], Phase::Forward, None);
-            builder.wave(carries, Phase::Forward, None);
+            builder.wave(vec![rename_live], forward, None);
+            builder.wave(vec![swap], forward, None);
+            builder.wave(carries, forward, None);
             // Dependency order, then configuration order.
             let order: Vec<usize> = config.levels.iter().flatten().copied().collect();
             let lengths = batches.lengths(order.len());
@@ -307,34 +289,29 @@ pub fn build(config: &Config, request: &Request, observed: &Observed) -> Plan {
                 let members = &order[start..start + length];
                 start += length;
                 builder.restart(
-                    &HostView {
-                        config,
-                        running: &running,
-                        mounted: &mounted,
-                    },
+                    &jails,
                     members,
-                    Some(&request.archive_as),
+                    &request.archive_as,
                     (Some(&observed.live_id), Some(&observed.target_id)),
-                    Phase::Forward,
-                    Some(index as u32 + 1),
+                    (forward, Some(index as u32 + 1)),
                 );
             }
             // After a rollback, the jails that moved restart on the old
             // template (the executor picks which); with the names swapped
             // back, the new template is the target again. Every mount is
-            // taken down and made again, whatever it was.
+            // taken down and made again, whatever it was, and whatever a
+            // moved jail shows comes down.
+            let all_mounted = Jails {
+                config,
+                running: &running,
+                mounted: &|_| true,
+            };
             builder.restart(
-                &HostView {
-                    config,
-                    running: &running,
-                    mounted: &|_| true,
-                },
+                &all_mounted,
                 &order,
-                Some(&request.target),
-                // Whatever a moved jail shows comes down; the old one goes up.
+                &request.target,
                 (None, Some(&observed.live_id)),
-                Phase::AfterRollback,
-                None,
+                (Phase::AfterRollback, None),
             );
             Strategy::Rolling {
                 batches: lengths.len() as u32,
