@@ -121,6 +121,10 @@ pub struct Executor<'a, H: Host + ?Sized> {
     pub timing: BTreeMap<u32, Timing>,
     /// Set by SIGINT/SIGTERM: finish the running wave, then roll back.
     pub interrupted: &'a AtomicBool,
+    /// A rolling upgrade already went past its `--pause-after` batch (the
+    /// operator resumed it, or a later batch had begun): it does not pause
+    /// again. Set by recovery.
+    pub past_pause: bool,
     /// The journal failed: nothing more is written until the end.
     lost: Option<JournalError>,
 }
@@ -145,6 +149,7 @@ impl<'a, H: Host + ?Sized> Executor<'a, H> {
             states: BTreeMap::new(),
             timing: BTreeMap::new(),
             interrupted,
+            past_pause: false,
             lost: None,
         }
     }
@@ -246,7 +251,7 @@ impl<'a, H: Host + ?Sized> Executor<'a, H> {
     fn forward(&mut self) -> Result<Forward, Crash> {
         let plan = self.actor.plan;
         let waves = plan.waves(Phase::Forward);
-        for (index, wave) in waves.iter().enumerate() {
+        for wave in &waves {
             let seqs: Vec<u32> = plan
                 .steps
                 .iter()
@@ -257,6 +262,9 @@ impl<'a, H: Host + ?Sized> Executor<'a, H> {
                 })
                 .map(|step| step.seq)
                 .collect();
+            if self.pauses_before(*wave) {
+                return Ok(Forward::Paused);
+            }
             if seqs.is_empty() {
                 continue;
             }
@@ -272,28 +280,41 @@ impl<'a, H: Host + ?Sized> Executor<'a, H> {
             if self.lost.is_some() {
                 return Ok(Forward::Failed(self.lost_message()));
             }
-            // A rolling upgrade pauses once the batch it names passed its
-            // health checks (the last wave of that batch just ran).
-            if let Strategy::Rolling {
-                batches,
-                pause_after: Some(pause),
-            } = plan.strategy
-            {
-                let batch_of = |wave: Option<&u32>| {
-                    wave.and_then(|w| plan.steps.iter().find(|s| s.wave == *w))
-                        .and_then(|s| s.batch)
-                };
-                let this = batch_of(Some(wave));
-                let next = batch_of(waves.get(index + 1));
-                if this == Some(pause) && next != this && pause < batches {
-                    self.actor.reporter.line(&format!(
-                        "paused after batch {pause} of {batches}: `jailswap recover --resume` continues, `jailswap recover --rollback` undoes"
-                    ));
-                    return Ok(Forward::Paused);
-                }
-            }
         }
         Ok(Forward::Done)
+    }
+
+    /// Whether a rolling upgrade pauses before `wave`: its first wave of
+    /// the batch after the one `--pause-after` names, once every batch up
+    /// to that one passed its health checks (the waves before ran), unless
+    /// it went past the pause before. Checked before the wave, so that a
+    /// recovery whose batches up to the pause needed nothing more stops
+    /// there too.
+    fn pauses_before(&self, wave: u32) -> bool {
+        let plan = self.actor.plan;
+        let Strategy::Rolling {
+            batches,
+            pause_after: Some(pause),
+        } = plan.strategy
+        else {
+            return false;
+        };
+        if self.past_pause || pause >= batches {
+            return false;
+        }
+        let first_after_pause = plan
+            .steps
+            .iter()
+            .filter(|step| step.phase == Phase::Forward && step.batch == Some(pause + 1))
+            .map(|step| step.wave)
+            .min();
+        if first_after_pause != Some(wave) {
+            return false;
+        }
+        self.actor.reporter.line(&format!(
+            "paused after batch {pause} of {batches}: `jailswap recover --resume` continues, `jailswap recover --rollback` undoes"
+        ));
+        true
     }
 
     fn needs_operator(&mut self, attention: String) -> Result<Outcome, Crash> {

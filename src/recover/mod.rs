@@ -237,6 +237,24 @@ fn paused_undisturbed<H: Host + ?Sized>(
     Ok(true)
 }
 
+/// Whether a rolling upgrade went past its `--pause-after` batch: a step
+/// of a later batch left `planned` in the journal (its intent was recorded,
+/// whatever was observed of it since).
+fn past_pause(plan: &Plan, steps: &[StepRecord]) -> bool {
+    let crate::plan::Strategy::Rolling {
+        pause_after: Some(pause),
+        ..
+    } = plan.strategy
+    else {
+        return false;
+    };
+    steps.iter().any(|step| {
+        step.phase == Phase::Forward
+            && step.batch.is_some_and(|batch| batch > pause)
+            && step.state != StepState::Planned
+    })
+}
+
 /// Why recovery could not proceed.
 #[derive(Debug)]
 pub enum RecoverError {
@@ -338,6 +356,10 @@ pub fn recover<H: Host + ?Sized>(
         interrupted,
     );
     executor.resume_from(&steps);
+    // The operator's `--resume` continues past the pause; a bare recovery
+    // stops there as the interrupted run would have, unless that run had
+    // already gone past it.
+    executor.past_pause = chosen == Some(Direction::Forward) || past_pause(&plan, &steps);
     // Observe the uncertain steps first. A failed forward step is not
     // observed again: the rollback's own undos (restarting a jail, say)
     // would make it look done.
