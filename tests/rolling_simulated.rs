@@ -66,6 +66,22 @@ fn upgrade(pause: Option<u32>) -> Case {
     }
 }
 
+/// The last batch's jail fails to start once: the two batches before it
+/// moved and must go back, and `web` restarts on the old template.
+fn last_batch_fails() -> Case {
+    Case {
+        name: "the last batch fails",
+        scenario: Scenario::Upgrade,
+        sizes: "1",
+        pause: None,
+        batches: ONE_BY_ONE,
+        fault: Some((OperationKind::Start, "web", FaultMode::FailOnce)),
+        clean: Outcome::RolledBack,
+        forward: None,
+    }
+}
+
+
 impl Case {
     fn bench(&self) -> Bench {
         let bench = Bench::rolling(self.scenario, self.sizes, self.pause);
@@ -367,4 +383,30 @@ fn a_resumed_upgrade_interrupted_in_a_later_batch_does_not_pause_again() {
     let end = run.recover(None, None);
     assert_eq!(end, End::Finished(Outcome::Committed), "{}", run.replay);
     run.finish(end, true);
+}
+
+// `recover --resume` after a rolling rollback restarted a jail on the old template moves that jail again.
+// (recover: the jails a rolling rollback began to restart move again.)
+#[test]
+fn resume_after_a_rolling_rollback_began_moves_the_restarted_jails_again() {
+    let case = last_batch_fails();
+    let bench = case.bench();
+    let mut run = Run::new(&case, &bench);
+    run.transact(None);
+    // The rollback's restart of db on the old template: its second start.
+    let start = last_operation(&run.logs[0].0, "start jail db");
+
+    let bench = case.bench();
+    let mut run = Run::new(&case, &bench);
+    let point = CrashPoint {
+        operation: start,
+        moment: Moment::After,
+    };
+    assert_eq!(run.transact(Some(point)), End::Crashed(point), "{}", run.replay);
+    // The fault that made the upgrade fail was spent: going forward now
+    // succeeds, and every jail must end on the new template.
+    let end = run.recover(None, Some(Forward));
+    assert_eq!(end, End::Finished(Outcome::Committed), "{}", run.replay);
+    let (arrangement, _) = run.finish(end, true);
+    assert_eq!(arrangement, Arrangement::New, "{}", run.replay);
 }

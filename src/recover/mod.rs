@@ -14,7 +14,7 @@ use crate::host::{Host, HostError};
 use crate::journal::{Journal, JournalError, StepRecord, StepState, TxnRecord, TxnState};
 use crate::output::Reporter;
 use crate::plan::{Action, Phase, Plan, TransactionKind};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::AtomicBool;
 
 /// After this many interrupted recoveries, recovery rolls back.
@@ -420,6 +420,33 @@ pub fn recover<H: Host + ?Sized>(
             resolved.push((*seq, after));
         }
         executor.states.insert(*seq, after);
+    }
+    // Going forward after a rolling rollback began: the jails it restarted
+    // (or may have begun to restart: its intent is recorded, whatever was
+    // observed since) on the old template must move again, every step of
+    // theirs from the stop on, and should the upgrade fail again their
+    // restart starts afresh. Their forward steps still say `done`, because
+    // a rolling rollback restarts jails rather than undoing steps.
+    if direction == Direction::Forward && plan.rolling() {
+        let restarted: BTreeSet<&str> = steps
+            .iter()
+            .filter(|step| step.phase == Phase::AfterRollback && step.state != StepState::Planned)
+            .filter_map(|step| step.action.jail())
+            .collect();
+        for step in &plan.steps {
+            let again = step
+                .action
+                .jail()
+                .is_some_and(|jail| restarted.contains(jail))
+                && executor
+                    .states
+                    .get(&step.seq)
+                    .is_some_and(|state| *state != StepState::Planned);
+            if again {
+                executor.states.insert(step.seq, StepState::Planned);
+                resolved.push((step.seq, StepState::Planned));
+            }
+        }
     }
     // Going forward, what the journal records as done after the swap may
     // have vanished since (a reboot stops jails; boot mounts may differ):
