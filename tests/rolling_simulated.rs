@@ -410,3 +410,93 @@ fn resume_after_a_rolling_rollback_began_moves_the_restarted_jails_again() {
     let (arrangement, _) = run.finish(end, true);
     assert_eq!(arrangement, Arrangement::New, "{}", run.replay);
 }
+
+/// What a paused transaction is disturbed by before `recover` looks.
+#[derive(Clone, Copy, Debug)]
+enum Disturbance {
+    /// The canary, which moved, no longer runs.
+    MovedJailDies,
+    /// A jail that did not move yet no longer runs.
+    UnmovedJailDies,
+    /// The host rebooted: every jail stopped, its mounts gone, then each
+    /// fstab mounted again (the live name gives the new template) and every
+    /// jail started.
+    Reboot,
+}
+
+/// Disturbs the paused upgrade; returns the jails that no longer run.
+fn disturb(bench: &Bench, disturbance: Disturbance) -> Vec<String> {
+    let jail = |name: &str| {
+        bench
+            .config
+            .jails
+            .iter()
+            .find(|jail| jail.name == name)
+            .cloned()
+            .expect("a configured jail")
+    };
+    let killed = match disturbance {
+        Disturbance::MovedJailDies => {
+            bench.host.kill_jail("db");
+            vec!["db".to_string()]
+        }
+        Disturbance::UnmovedJailDies => {
+            bench.host.kill_jail("web");
+            vec!["web".to_string()]
+        }
+        Disturbance::Reboot => {
+            for spec in &bench.config.jails {
+                bench.host.kill_jail(&spec.name);
+            }
+            for spec in bench.config.jails.iter().rev() {
+                for mount in spec.mounts.iter().rev() {
+                    bench.host.unmount(&mount.target).expect("unmount at reboot");
+                }
+            }
+            for name in ["db", "mail", "web"] {
+                let spec = jail(name);
+                for mount in &spec.mounts {
+                    bench.host.mount(mount).expect("mount at boot");
+                }
+                bench.host.start_jail(&spec).expect("start at boot");
+            }
+            // Every jail now runs on the new template: a rollback must
+            // restart them all.
+            bench.config.jails.iter().map(|j| j.name.clone()).collect()
+        }
+    };
+    bench.host.restart();
+    killed
+}
+
+// A paused upgrade whose unmoved jail died rolls back with every jail running on the old template.
+// (executor: `with_disturbed`.)
+#[test]
+fn a_rolling_rollback_restarts_an_unmoved_jail_that_died() {
+    let case = upgrade(Some(1));
+    let (bench, replay) = paused(&case);
+    let disturbed = disturb(&bench, Disturbance::UnmovedJailDies);
+    let mut run = Run::new(&case, &bench);
+    run.replay = replay;
+    run.disturbed = disturbed;
+    let end = run.recover(None, None);
+    assert_eq!(end, End::Finished(Outcome::RolledBack), "{}", run.replay);
+    let (arrangement, _) = run.finish(end, true);
+    assert_eq!(arrangement, Arrangement::Old, "{}", run.replay);
+}
+
+// A paused upgrade after a reboot (every jail on the new template) rolls back with every jail on the old one.
+// (executor: `with_disturbed`.)
+#[test]
+fn a_rolling_rollback_after_a_reboot_restarts_every_jail_on_the_old_template() {
+    let case = upgrade(Some(1));
+    let (bench, replay) = paused(&case);
+    let disturbed = disturb(&bench, Disturbance::Reboot);
+    let mut run = Run::new(&case, &bench);
+    run.replay = replay;
+    run.disturbed = disturbed;
+    let end = run.recover(None, None);
+    assert_eq!(end, End::Finished(Outcome::RolledBack), "{}", run.replay);
+    let (arrangement, _) = run.finish(end, true);
+    assert_eq!(arrangement, Arrangement::Old, "{}", run.replay);
+}

@@ -31,6 +31,7 @@ mod wave;
 
 pub use actions::Actor;
 
+use crate::config::JailSpec;
 use crate::host::Host;
 use crate::journal::{Journal, JournalError, StepRecord, StepState, TxnState};
 use crate::plan::{Action, Phase, StepOutput, Strategy};
@@ -384,6 +385,11 @@ impl<'a, H: Host + ?Sized> Executor<'a, H> {
                 ));
             }
         }
+        let moved = if rolling {
+            self.with_disturbed(moved)?
+        } else {
+            moved
+        };
         for wave in plan.waves(Phase::AfterRollback) {
             let seqs: Vec<u32> = plan
                 .steps
@@ -408,6 +414,63 @@ impl<'a, H: Host + ?Sized> Executor<'a, H> {
             }
         }
         self.finish(TxnState::RolledBack)
+    }
+
+    /// The jails a rolling rollback restarts: those that moved, and those
+    /// that did not but no longer run as the upgrade found them (one died,
+    /// or a reboot mounted the new template under it), so that afterwards
+    /// every jail runs on the old template. A jail that cannot be looked at
+    /// restarts too: each step of a restart first looks whether it is
+    /// needed, so a healthy jail's restart does nothing it need not.
+    fn with_disturbed(&self, mut moved: BTreeSet<String>) -> Result<BTreeSet<String>, Crash> {
+        let plan = self.actor.plan;
+        let host = self.actor.host;
+        let unmoved: Vec<JailSpec> = plan
+            .jails
+            .iter()
+            .filter(|jail| !moved.contains(&jail.name))
+            .cloned()
+            .collect();
+        if unmoved.is_empty() {
+            return Ok(moved);
+        }
+        let live = plan.store.join(&plan.live);
+        let running = host.jails_running(&unmoved, plan.parallel);
+        for (jail, running) in unmoved.iter().zip(running) {
+            let ran = plan.steps.iter().any(|step| {
+                step.phase == Phase::Forward
+                    && matches!(&step.action, Action::Start { jail: name } if *name == jail.name)
+            });
+            let dead = match running {
+                Ok(running) => ran && running == Some(false),
+                #[cfg(feature = "fault-injection")]
+                Err(crate::host::HostError::Crashed) => return Err(Crash),
+                Err(_) => true,
+            };
+            let elsewhere = match jail.mounts.iter().find(|mount| mount.source == live) {
+                None => false,
+                Some(root) => match host.template_at(&root.target) {
+                    Ok(id) => id.as_ref() != Some(&plan.live_id),
+                    #[cfg(feature = "fault-injection")]
+                    Err(crate::host::HostError::Crashed) => return Err(Crash),
+                    Err(_) => true,
+                },
+            };
+            if dead || elsewhere {
+                self.actor.reporter.line(&format!(
+                    "jail {} had not moved, but it {}: it restarts on {} too",
+                    jail.name,
+                    if dead {
+                        "no longer runs"
+                    } else {
+                        "no longer runs on the old template"
+                    },
+                    plan.from_label
+                ));
+                moved.insert(jail.name.clone());
+            }
+        }
+        Ok(moved)
     }
 
     /// Makes the transaction final, in the journal if it can.
