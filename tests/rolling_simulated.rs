@@ -500,3 +500,28 @@ fn a_rolling_rollback_after_a_reboot_restarts_every_jail_on_the_old_template() {
     let (arrangement, _) = run.finish(end, true);
     assert_eq!(arrangement, Arrangement::Old, "{}", run.replay);
 }
+
+// A rolling rollback killed as it was about to stop a jail without status command finishes that jail's restart.
+// (recover: a restart step that cannot be seen runs again.)
+#[test]
+fn a_rolling_rollback_killed_at_an_unobservable_restart_finishes_it() {
+    let case = last_batch_fails();
+    let bench = case.bench();
+    let mut run = Run::new(&case, &bench);
+    run.transact(None);
+    // The rollback's stop of mail, which has no status command: its intent
+    // is recorded, the jail still runs, and recovery cannot see it.
+    let stop = last_operation(&run.logs[0].0, "stop jail mail");
+
+    let bench = case.bench();
+    let mut run = Run::new(&case, &bench);
+    let point = CrashPoint {
+        operation: stop,
+        moment: Moment::Before,
+    };
+    assert_eq!(run.transact(Some(point)), End::Crashed(point), "{}", run.replay);
+    let end = run.recover(None, None);
+    assert_eq!(end, End::Finished(Outcome::RolledBack), "{}", run.replay);
+    let (arrangement, _) = run.finish(end, true);
+    assert_eq!(arrangement, Arrangement::Old, "{}", run.replay);
+}

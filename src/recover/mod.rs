@@ -415,7 +415,17 @@ pub fn recover<H: Host + ?Sized>(
             .get(seq)
             .copied()
             .unwrap_or(StepState::Planned);
-        let after = resolve(before, *observation, direction);
+        // A rolling rollback's restart steps are actions of their own, not
+        // undos: what cannot be seen of them runs again (each is idempotent).
+        let restart = plan
+            .step(*seq)
+            .is_some_and(|step| step.phase == Phase::AfterRollback);
+        let way = if restart {
+            Direction::Forward
+        } else {
+            direction
+        };
+        let after = resolve(before, *observation, way);
         if after != before {
             resolved.push((*seq, after));
         }
