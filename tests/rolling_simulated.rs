@@ -81,7 +81,6 @@ fn last_batch_fails() -> Case {
     }
 }
 
-
 impl Case {
     fn bench(&self) -> Bench {
         let bench = Bench::rolling(self.scenario, self.sizes, self.pause);
@@ -118,7 +117,7 @@ struct Run<'a> {
     /// whether they moved or not.
     disturbed: Vec<String>,
     /// Jails of which the journal recorded a forward step as begun at the
-    /// end of some process so far.
+    /// end of some process that left the transaction pending.
     ever_moved: BTreeSet<String>,
 }
 
@@ -149,7 +148,16 @@ impl<'a> Run<'a> {
             _ => None,
         };
         self.logs.push((self.bench.host.log(), crashed));
-        self.ever_moved.extend(self.moved_in_journal());
+        // What a process that ended the transaction left is in the journal
+        // at the end; what one that left it pending recorded, a later
+        // recovery may set back to planned.
+        let ended = matches!(
+            end,
+            End::Finished(Outcome::Committed | Outcome::RolledBack) | End::NothingPending
+        );
+        if !ended {
+            self.ever_moved.extend(self.moved_in_journal());
+        }
         end
     }
 
@@ -280,7 +288,8 @@ impl<'a> Run<'a> {
     /// A jail of which no process began a forward step (as the journal
     /// recorded at the end of each process) was never stopped or started
     /// by any process, unless the test itself disturbed it.
-    fn check_unmoved_untouched(&self) {
+    fn check_unmoved_untouched(&mut self) {
+        self.ever_moved.extend(self.moved_in_journal());
         let acted_on: BTreeSet<String> = self
             .logs
             .iter()
@@ -402,7 +411,12 @@ fn resume_after_a_rolling_rollback_began_moves_the_restarted_jails_again() {
         operation: start,
         moment: Moment::After,
     };
-    assert_eq!(run.transact(Some(point)), End::Crashed(point), "{}", run.replay);
+    assert_eq!(
+        run.transact(Some(point)),
+        End::Crashed(point),
+        "{}",
+        run.replay
+    );
     // The fault that made the upgrade fail was spent: going forward now
     // succeeds, and every jail must end on the new template.
     let end = run.recover(None, Some(Forward));
@@ -450,7 +464,10 @@ fn disturb(bench: &Bench, disturbance: Disturbance) -> Vec<String> {
             }
             for spec in bench.config.jails.iter().rev() {
                 for mount in spec.mounts.iter().rev() {
-                    bench.host.unmount(&mount.target).expect("unmount at reboot");
+                    bench
+                        .host
+                        .unmount(&mount.target)
+                        .expect("unmount at reboot");
                 }
             }
             for name in ["db", "mail", "web"] {
@@ -519,9 +536,423 @@ fn a_rolling_rollback_killed_at_an_unobservable_restart_finishes_it() {
         operation: stop,
         moment: Moment::Before,
     };
-    assert_eq!(run.transact(Some(point)), End::Crashed(point), "{}", run.replay);
+    assert_eq!(
+        run.transact(Some(point)),
+        End::Crashed(point),
+        "{}",
+        run.replay
+    );
     let end = run.recover(None, None);
     assert_eq!(end, End::Finished(Outcome::RolledBack), "{}", run.replay);
     let (arrangement, _) = run.finish(end, true);
     assert_eq!(arrangement, Arrangement::Old, "{}", run.replay);
+}
+
+// The enumerations: every crash point of each rolling transaction, in
+// every direction.
+
+/// No jail starts on the new template: the canary fails.
+fn canary_fails() -> Case {
+    Case {
+        name: "the canary fails",
+        scenario: Scenario::FailingUpgrade,
+        sizes: "1,25%",
+        pause: None,
+        batches: ONE_BY_ONE,
+        fault: None,
+        clean: Outcome::RolledBack,
+        forward: Some(Arrangement::Old),
+    }
+}
+
+/// One batch holding a dependency and its dependant: web stops before db
+/// and starts after it.
+fn one_batch() -> Case {
+    Case {
+        name: "one batch of every jail",
+        scenario: Scenario::Upgrade,
+        sizes: "100%",
+        pause: None,
+        batches: &[&["db", "mail", "web"]],
+        fault: None,
+        clean: Outcome::Committed,
+        forward: Some(Arrangement::New),
+    }
+}
+
+/// A rolling rollback transaction (after a committed upgrade), paused
+/// after its canary.
+fn rollback_paused() -> Case {
+    Case {
+        name: "rolling rollback, paused after 1",
+        scenario: Scenario::Rollback,
+        sizes: "1,2",
+        pause: Some(1),
+        batches: &[&["db"], &["mail", "web"]],
+        fault: None,
+        clean: Outcome::Paused,
+        forward: Some(Arrangement::New),
+    }
+}
+
+/// Crashes the transaction of `case` at every point and recovers in every
+/// direction; returns the number of (point, direction) pairs covered.
+fn enumerate_transaction(case: &Case) -> usize {
+    let operations = clean_rolling(case);
+    let mut covered = 0;
+    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+    for point in every_point(operations) {
+        for chosen in [None, Some(Forward), Some(Rollback)] {
+            let bench = case.bench();
+            let mut run = Run::new(case, &bench);
+            let end = run.transact(Some(point));
+            assert_eq!(
+                end,
+                End::Crashed(point),
+                "{}: the run must reach its crash point",
+                run.replay
+            );
+            let pending = run.pending();
+            let swapped = bench.host.snapshot().templates.get(LIVE) == Some(&bench.swap.to_inode);
+            let end = run.recover(None, chosen);
+            let resume = point.operation % 2 == 0;
+            let (arrangement, at_pause) = run.finish(end, resume);
+            let expected = match (pending, chosen, at_pause) {
+                // Nothing was pending: the crash came before the plan was
+                // recorded or after the final commit.
+                (None, _, _) => None,
+                (Some(_), _, Some(Rollback)) => Some(Arrangement::Old),
+                (Some(_), Some(Rollback), _) => Some(Arrangement::Old),
+                (Some(_), Some(Forward), _) => case.forward,
+                (Some(TxnState::RollingBack), _, _) => Some(Arrangement::Old),
+                (Some(_), None, _) if !swapped => Some(Arrangement::Old),
+                (Some(_), _, _) => case.forward,
+            };
+            if let Some(expected) = expected {
+                assert_eq!(
+                    arrangement, expected,
+                    "{}: recovery went the wrong way",
+                    run.replay
+                );
+            }
+            *seen
+                .entry(format!("{chosen:?} -> {arrangement:?}"))
+                .or_insert(0) += 1;
+            covered += 1;
+        }
+    }
+    eprintln!(
+        "[{}] {covered} crash points x directions covered ({operations} operations in a clean run): {seen:?}",
+        case.name
+    );
+    assert!(covered >= 6 * operations as usize);
+    covered
+}
+
+// Any crash of a rolling upgrade, recovered in any direction, ends committed or rolled back.
+#[test]
+fn every_crash_point_of_a_rolling_upgrade_recovers_in_every_direction() {
+    let covered = enumerate_transaction(&upgrade(None));
+    assert!(covered > 250, "too few crash points: {covered}");
+}
+
+// Any crash of a rolling upgrade that pauses after the canary: paused, committed or rolled back.
+#[test]
+fn every_crash_point_of_a_rolling_upgrade_paused_after_the_canary_recovers() {
+    let covered = enumerate_transaction(&upgrade(Some(1)));
+    assert!(covered > 250, "too few crash points: {covered}");
+}
+
+// Any crash of a rolling upgrade that pauses after two batches of three recovers.
+#[test]
+fn every_crash_point_of_a_rolling_upgrade_paused_after_two_batches_recovers() {
+    let covered = enumerate_transaction(&upgrade(Some(2)));
+    assert!(covered > 250, "too few crash points: {covered}");
+}
+
+// Any crash of a rolling upgrade whose canary fails recovers to the old template.
+#[test]
+fn every_crash_point_of_a_failing_canary_recovers_to_the_old_template() {
+    let covered = enumerate_transaction(&canary_fails());
+    assert!(covered > 150, "too few crash points: {covered}");
+}
+
+// Any crash of a rolling upgrade whose last batch fails recovers, never touching unmoved jails.
+#[test]
+fn every_crash_point_of_a_failing_last_batch_recovers() {
+    let covered = enumerate_transaction(&last_batch_fails());
+    assert!(covered > 250, "too few crash points: {covered}");
+}
+
+// Any crash of a single batch holding a dependency chain recovers.
+#[test]
+fn every_crash_point_of_a_single_batch_recovers() {
+    let covered = enumerate_transaction(&one_batch());
+    assert!(covered > 150, "too few crash points: {covered}");
+}
+
+// Any crash of a rolling rollback transaction paused after its canary recovers.
+#[test]
+fn every_crash_point_of_a_paused_rolling_rollback_recovers() {
+    let covered = enumerate_transaction(&rollback_paused());
+    assert!(covered > 250, "too few crash points: {covered}");
+}
+
+// A paused upgrade's `--resume` or `--rollback`, crashed at any point, is finished by the next recovery.
+#[test]
+fn every_crash_point_of_a_paused_upgrade_resumed_or_rolled_back_recovers() {
+    let case = upgrade(Some(1));
+    let mut covered = 0;
+    for direction in [Forward, Rollback] {
+        // How many operations the operator's recovery takes.
+        let (bench, _) = paused(&case);
+        let mut run = Run::new(&case, &bench);
+        let end = run.recover(None, Some(direction));
+        let expected = match direction {
+            Forward => Outcome::Committed,
+            Rollback => Outcome::RolledBack,
+        };
+        assert_eq!(end, End::Finished(expected), "{}", run.replay);
+        run.finish(end, true);
+        let operations = bench.host.operations();
+
+        for point in every_point(operations) {
+            let (bench, replay) = paused(&case);
+            let mut run = Run::new(&case, &bench);
+            run.replay = replay;
+            let end = run.recover(Some(point), Some(direction));
+            assert_eq!(end, End::Crashed(point), "{}", run.replay);
+            let pending = run.pending();
+            let end = run.recover(None, None);
+            let (arrangement, at_pause) = run.finish(end, point.operation % 2 == 1);
+            let expected = match (pending, at_pause) {
+                (Some(TxnState::RollingBack), _) => Some(Arrangement::Old),
+                (_, Some(Rollback)) => Some(Arrangement::Old),
+                (Some(TxnState::Running), _) | (_, Some(Forward)) => Some(Arrangement::New),
+                _ => None,
+            };
+            if let Some(expected) = expected {
+                assert_eq!(arrangement, expected, "{}", run.replay);
+            }
+            covered += 1;
+        }
+    }
+    eprintln!("[paused, then --resume or --rollback] crash points covered: {covered}");
+    assert!(covered > 200, "too few crash points: {covered}");
+}
+
+// A recovery of a rolling upgrade killed at any point is finished by the next one.
+#[test]
+fn every_crash_point_of_a_rolling_recovery_is_recovered() {
+    let case = upgrade(Some(2));
+    let bench = case.bench();
+    let mut run = Run::new(&case, &bench);
+    run.transact(None);
+    // The states a crash leaves differ at the renames and at each wave's
+    // commits; a crash between them leaves the same journal.
+    let firsts: Vec<CrashPoint> = operations_where(&run.logs[0].0, |description| {
+        description == "commit completion" || description.starts_with("rename ")
+    })
+    .into_iter()
+    .map(|operation| CrashPoint {
+        operation,
+        moment: Moment::After,
+    })
+    .collect();
+    assert!(firsts.len() >= 15, "too few states: {firsts:?}");
+    let mut covered = 0;
+    for first in firsts {
+        let operations = {
+            let bench = case.bench();
+            let mut run = Run::new(&case, &bench);
+            run.transact(Some(first));
+            let end = run.recover(None, None);
+            run.finish(end, true);
+            // Only the first recovery's operations are counted: `finish`
+            // may have run another process since.
+            run.logs[1].0.len() as u64
+        };
+        for point in every_point(operations) {
+            let bench = case.bench();
+            let mut run = Run::new(&case, &bench);
+            run.transact(Some(first));
+            let end = run.recover(Some(point), None);
+            assert_eq!(end, End::Crashed(point), "{}", run.replay);
+            let end = run.recover(None, None);
+            run.finish(end, point.operation % 2 == 0);
+            covered += 1;
+        }
+    }
+    eprintln!("[rolling recovery] crash points covered: {covered}");
+    assert!(covered > 1000, "too few crash points: {covered}");
+}
+
+// A paused upgrade disturbed (a jail died, or a reboot) rolls back on a bare `recover`, crash or not.
+#[test]
+fn a_disturbed_paused_upgrade_rolls_back() {
+    let case = upgrade(Some(1));
+    let mut covered = 0;
+    for disturbance in [
+        Disturbance::MovedJailDies,
+        Disturbance::UnmovedJailDies,
+        Disturbance::Reboot,
+    ] {
+        let operations = {
+            let (bench, replay) = paused(&case);
+            let disturbed = disturb(&bench, disturbance);
+            let mut run = Run::new(&case, &bench);
+            run.replay = replay;
+            run.disturbed = disturbed;
+            run.replay.phases.push(format!("{disturbance:?}"));
+            let end = run.recover(None, None);
+            assert_eq!(end, End::Finished(Outcome::RolledBack), "{}", run.replay);
+            let (arrangement, _) = run.finish(end, true);
+            assert_eq!(arrangement, Arrangement::Old, "{}", run.replay);
+            bench.host.operations()
+        };
+        for point in every_point(operations) {
+            let (bench, replay) = paused(&case);
+            let disturbed = disturb(&bench, disturbance);
+            let mut run = Run::new(&case, &bench);
+            run.replay = replay;
+            run.disturbed = disturbed;
+            run.replay.phases.push(format!("{disturbance:?}"));
+            let end = run.recover(Some(point), None);
+            assert_eq!(end, End::Crashed(point), "{}", run.replay);
+            let end = run.recover(None, None);
+            let (arrangement, _) = run.finish(end, false);
+            assert_eq!(arrangement, Arrangement::Old, "{}", run.replay);
+            covered += 1;
+        }
+    }
+    eprintln!("[disturbed pause] crash points covered: {covered}");
+    assert!(covered > 100, "too few crash points: {covered}");
+}
+
+// A bare `recover` leaves an undisturbed paused upgrade exactly as it was, however often it runs.
+#[test]
+fn an_undisturbed_paused_upgrade_stays_paused() {
+    let case = upgrade(Some(1));
+    let (bench, replay) = paused(&case);
+    let before = bench.host.snapshot();
+    let mut run = Run::new(&case, &bench);
+    run.replay = replay;
+    for _ in 0..3 {
+        let end = run.recover(None, None);
+        assert_eq!(end, End::Finished(Outcome::Paused), "{}", run.replay);
+        run.check_paused();
+    }
+    let after = bench.host.snapshot();
+    assert_eq!(after.templates, before.templates, "{}", run.replay);
+    assert_eq!(after.mounts, before.mounts, "{}", run.replay);
+    assert_eq!(after.jails, before.jails, "{}", run.replay);
+    assert_eq!(
+        jails_acted_on(&run.all_logs(), None),
+        Vec::<String>::new(),
+        "{}: a bare recover of a paused upgrade stopped or started a jail",
+        run.replay
+    );
+    let journal = Journal::open_read(&bench.journal_path)
+        .unwrap()
+        .expect("a journal");
+    let pending = journal.pending().unwrap().expect("still pending");
+    assert_eq!(
+        pending.interrupted_recoveries, 0,
+        "a bare recover of a paused upgrade counts as no interrupted recovery"
+    );
+}
+
+// The canary fails: only the canary stops and starts again; the others never stop.
+#[test]
+fn a_failing_canary_restarts_only_the_canary() {
+    let case = canary_fails();
+    let bench = case.bench();
+    let mut run = Run::new(&case, &bench);
+    let end = run.transact(None);
+    assert_eq!(end, End::Finished(Outcome::RolledBack), "{}", run.replay);
+    run.finish(end, true);
+    assert_eq!(
+        jails_acted_on(&run.all_logs(), None),
+        vec!["db".to_string()],
+        "{}: {:?}",
+        run.replay,
+        run.logs
+    );
+}
+
+// The paused invariant rejects each kind of broken paused world, so the enumerations can fail.
+#[test]
+fn the_paused_invariant_catches_broken_worlds() {
+    let case = upgrade(Some(1));
+    let jail = |bench: &Bench, name: &str| {
+        bench
+            .config
+            .jails
+            .iter()
+            .find(|jail| jail.name == name)
+            .cloned()
+            .expect("a configured jail")
+    };
+
+    let (bench, _) = paused(&case);
+    bench.host.kill_jail("mail");
+    assert!(bench
+        .paused_invariant()
+        .unwrap_err()
+        .contains("not running"));
+
+    // An unmoved jail restarted onto the new template by hand.
+    let (bench, _) = paused(&case);
+    let web = jail(&bench, "web");
+    bench.host.stop_jail(&web).unwrap();
+    bench.host.unmount(&web.mounts[1].target).unwrap();
+    bench.host.unmount(&web.mounts[0].target).unwrap();
+    bench.host.mount(&web.mounts[0]).unwrap();
+    bench.host.mount(&web.mounts[1]).unwrap();
+    bench.host.start_jail(&web).unwrap();
+    assert!(bench
+        .paused_invariant()
+        .unwrap_err()
+        .contains("the journal records"));
+
+    let (bench, _) = paused(&case);
+    let db = jail(&bench, "db");
+    bench.host.mount(&db.mounts[1]).unwrap();
+    assert!(bench
+        .paused_invariant()
+        .unwrap_err()
+        .contains("mount table"));
+
+    let (bench, _) = paused(&case);
+    bench.host.set_jail_healthy("db", false);
+    assert!(bench
+        .paused_invariant()
+        .unwrap_err()
+        .contains("not healthy"));
+
+    // Not paused at all: a finished transaction.
+    let (bench, replay) = paused(&case);
+    let mut run = Run::new(&case, &bench);
+    run.replay = replay;
+    run.recover(None, Some(Forward));
+    assert!(bench
+        .paused_invariant()
+        .unwrap_err()
+        .contains("nothing is pending"));
+
+    // Paused, but the journal says a jail outside the paused batches moved.
+    let (bench, _) = paused(&case);
+    let journal_path = bench.journal_path.clone();
+    let mut journal = Journal::open(&journal_path).unwrap();
+    let pending = journal.pending().unwrap().unwrap();
+    let steps = journal.steps(pending.id).unwrap();
+    let mail_stop = steps
+        .iter()
+        .find(|s| s.phase == Phase::Forward && s.action.jail() == Some("mail"))
+        .unwrap();
+    journal
+        .set_step_states(pending.id, &[(mail_stop.seq, StepState::Done)])
+        .unwrap();
+    drop(journal);
+    assert!(bench.paused_invariant().unwrap_err().contains("jail mail"));
 }
