@@ -40,6 +40,9 @@
 //!
 //! Environment: `JAILSWAP_BIN`, `BENCH_DIR`, `BENCH_POLL_US_PER_JAIL`,
 //! `BENCH_SAVE` as for bench/downtime.rs; `BENCH_BASELINE_BIN`.
+//!
+//! The file is long because it is one benchmark, read top to bottom: the
+//! client, the parts, the report.
 
 #[path = "downtime.rs"]
 #[allow(dead_code)]

@@ -8,6 +8,9 @@
 //! restarts. Kills at the batch boundaries use `JAILSWAP_KILL_AT`; the
 //! simulated enumeration (tests/rolling_simulated.rs) covers every other
 //! crash point at far less cost.
+//!
+//! The file is long because its checks of a paused host (`assert_paused`)
+//! and its kills at the batch boundaries serve every test in it.
 
 mod common;
 

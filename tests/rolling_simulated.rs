@@ -16,6 +16,10 @@
 //! dependency order, then configuration order, they restart as db, mail,
 //! web. `mail` has no status command, so recovery cannot see whether it
 //! runs.
+//!
+//! The file is long because its enumerations share one harness (`Case`,
+//! `Run`) that a split would have to export; the regressions come first,
+//! the enumerations after them.
 
 mod simulated;
 

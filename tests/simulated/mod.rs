@@ -3,6 +3,9 @@
 //! every jail mounted and running, the production orchestration and
 //! recovery run on it as separate processes would run them, and the whole
 //! invariant of SPEC.md checked after each.
+//!
+//! It is long because it holds both invariants (the whole one, and the
+//! paused one of a rolling upgrade) beside the bench they read.
 
 #![allow(dead_code)]
 
