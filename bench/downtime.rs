@@ -35,6 +35,11 @@
 //! Everything is bounded: every child has a time limit, every wait a
 //! deadline, and the sandboxes are torn down (services stopped, mounts
 //! unmounted, directory removed) on success, failure, panic or Ctrl-C.
+//!
+//! bench/rolling.rs includes this file as a module for its machinery (the
+//! sandboxes, bounded children, the fsync count, the all-at-once run): the
+//! items it uses are `pub(crate)`. The file is long because it is one
+//! benchmark, read top to bottom.
 
 use jailswap::sandbox::{Sandbox, SandboxOptions};
 use serde_json::Value;
@@ -49,28 +54,28 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 /// Set by SIGINT/SIGTERM: every loop checks it and the run winds down.
-static INTERRUPTED: OnceLock<Arc<AtomicBool>> = OnceLock::new();
+pub(crate) static INTERRUPTED: OnceLock<Arc<AtomicBool>> = OnceLock::new();
 
-fn interrupted() -> bool {
+pub(crate) fn interrupted() -> bool {
     INTERRUPTED
         .get()
         .is_some_and(|flag| flag.load(Ordering::SeqCst))
 }
 
-type Result<T> = std::result::Result<T, String>;
+pub(crate) type Result<T> = std::result::Result<T, String>;
 
 // ---------------------------------------------------------------------------
 // Cases and settings
 
 #[derive(Clone, Debug)]
-struct Case {
-    jails: usize,
-    start_delay_ms: u64,
-    parallel: usize,
+pub(crate) struct Case {
+    pub(crate) jails: usize,
+    pub(crate) start_delay_ms: u64,
+    pub(crate) parallel: usize,
 }
 
 impl Case {
-    fn parse(text: &str) -> Result<Case> {
+    pub(crate) fn parse(text: &str) -> Result<Case> {
         let (jails, delay) = match text.split_once('x') {
             Some((jails, delay)) => (jails, Some(delay)),
             None => (text, None),
@@ -94,7 +99,7 @@ impl Case {
         })
     }
 
-    fn label(&self) -> String {
+    pub(crate) fn label(&self) -> String {
         if self.start_delay_ms == 0 {
             format!("{}", self.jails)
         } else {
@@ -105,17 +110,17 @@ impl Case {
 
 const DEFAULT_CASES: &str = "1,10,100,1000,20x200ms";
 
-struct Settings {
-    cases: Vec<Case>,
-    program: PathBuf,
-    base: PathBuf,
-    poll_us_per_jail: u64,
+pub(crate) struct Settings {
+    pub(crate) cases: Vec<Case>,
+    pub(crate) program: PathBuf,
+    pub(crate) base: PathBuf,
+    pub(crate) poll_us_per_jail: u64,
     /// `BENCH_SAVE`: a directory for the raw outputs (strace, show).
-    save: Option<PathBuf>,
+    pub(crate) save: Option<PathBuf>,
     /// `BENCH_WRAP`: a command line the timed upgrade runs under (profiling).
-    wrap: Vec<String>,
+    pub(crate) wrap: Vec<String>,
     /// `BENCH_ONLY=script|jailswap`: run one side only (profiling).
-    only: Option<String>,
+    pub(crate) only: Option<String>,
 }
 
 fn settings() -> Result<Settings> {
@@ -179,7 +184,7 @@ fn settings() -> Result<Settings> {
 
 /// Waits for `child` at most `limit`; on timeout or interrupt it is killed
 /// (by its pid: it is our own child). `sample` runs at every tick.
-fn wait_bounded(
+pub(crate) fn wait_bounded(
     child: &mut Child,
     limit: Duration,
     mut sample: impl FnMut(u32),
@@ -242,7 +247,7 @@ fn kill_pid(pid: u32) {
 }
 
 /// Runs a command to the end (bounded) and returns (status, stdout, stderr, wall time).
-fn run_bounded(
+pub(crate) fn run_bounded(
     command: &mut Command,
     limit: Duration,
 ) -> Result<(ExitStatus, String, String, Duration)> {
@@ -261,7 +266,7 @@ fn run_bounded(
     Ok((status, read_all(&mut stdout), read_all(&mut stderr), took))
 }
 
-fn read_all(file: &mut std::fs::File) -> String {
+pub(crate) fn read_all(file: &mut std::fs::File) -> String {
     use std::io::Seek;
     let _ = file.seek(std::io::SeekFrom::Start(0));
     let mut text = String::new();
@@ -272,7 +277,7 @@ fn read_all(file: &mut std::fs::File) -> String {
 // ---------------------------------------------------------------------------
 // The sandbox, always cleaned up
 
-struct Bed {
+pub(crate) struct Bed {
     sandbox: Option<Sandbox>,
     dir: Option<tempfile::TempDir>,
 }
@@ -312,7 +317,7 @@ impl Bed {
     /// Building a sandbox of many jails on a shared machine can fail for
     /// reasons outside the benchmark (a stray signal to one of the hundreds
     /// of commands); one more attempt, on a fresh directory.
-    fn create_retrying(
+    pub(crate) fn create_retrying(
         settings: &Settings,
         case: &Case,
         side: &str,
@@ -327,18 +332,18 @@ impl Bed {
         }
     }
 
-    fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         self.dir
             .as_ref()
             .map(|d| d.path())
             .unwrap_or(Path::new("/"))
     }
 
-    fn sandbox(&self) -> &Sandbox {
+    pub(crate) fn sandbox(&self) -> &Sandbox {
         self.sandbox.as_ref().expect("sandbox is set after create")
     }
 
-    fn config(&self) -> &Path {
+    pub(crate) fn config(&self) -> &Path {
         &self.sandbox().config
     }
 }
@@ -612,9 +617,9 @@ fn poll_loop(
 }
 
 #[derive(Clone, Debug, Default)]
-struct Seen {
-    max_ms: f64,
-    mean_ms: f64,
+pub(crate) struct Seen {
+    pub(crate) max_ms: f64,
+    pub(crate) mean_ms: f64,
     round_mean_ms: f64,
     round_max_ms: f64,
     missing: usize,
@@ -644,14 +649,14 @@ fn summarize(report: &PollReport) -> Seen {
     }
 }
 
-fn poll_period(settings: &Settings, jails: usize) -> Duration {
+pub(crate) fn poll_period(settings: &Settings, jails: usize) -> Duration {
     Duration::from_micros((settings.poll_us_per_jail * jails as u64).max(1000))
 }
 
 // ---------------------------------------------------------------------------
 // The Handbook's procedure as a script
 
-fn quote(path: &Path) -> String {
+pub(crate) fn quote(path: &Path) -> String {
     format!("'{}'", path.to_string_lossy().replace('\'', r"'\''"))
 }
 
@@ -708,31 +713,31 @@ struct ScriptResult {
 }
 
 #[derive(Debug, Default)]
-struct JailswapResult {
-    seen: Seen,
-    wall_ms: f64,
-    own_downtime_ms: Option<i64>,
+pub(crate) struct JailswapResult {
+    pub(crate) seen: Seen,
+    pub(crate) wall_ms: f64,
+    pub(crate) own_downtime_ms: Option<i64>,
     phases: Vec<(String, f64, f64)>,
-    peak_rss_kb: Option<u64>,
+    pub(crate) peak_rss_kb: Option<u64>,
     rss_source: &'static str,
-    status_ms: Option<f64>,
+    pub(crate) status_ms: Option<f64>,
     /// `status` with one program per jail as its status command.
-    status_programs_ms: Option<f64>,
-    fsyncs: Option<Fsyncs>,
+    pub(crate) status_programs_ms: Option<f64>,
+    pub(crate) fsyncs: Option<Fsyncs>,
 }
 
 #[derive(Debug, Default, Clone)]
-struct Fsyncs {
+pub(crate) struct Fsyncs {
     /// Journal commits: the WAL frames that commit a transaction.
-    commits: usize,
-    wal: usize,
-    db: usize,
-    store_dir: usize,
-    other: usize,
+    pub(crate) commits: usize,
+    pub(crate) wal: usize,
+    pub(crate) db: usize,
+    pub(crate) store_dir: usize,
+    pub(crate) other: usize,
 }
 
 impl Fsyncs {
-    fn total(&self) -> usize {
+    pub(crate) fn total(&self) -> usize {
         self.wal + self.db + self.store_dir + self.other
     }
 }
@@ -768,7 +773,7 @@ fn run_script(settings: &Settings, case: &Case) -> Result<ScriptResult> {
     })
 }
 
-fn jailswap_command(settings: &Settings, config: &Path, arguments: &[&str]) -> Command {
+pub(crate) fn jailswap_command(settings: &Settings, config: &Path, arguments: &[&str]) -> Command {
     let mut command = Command::new(&settings.program);
     command
         .arg("-c")
@@ -811,14 +816,14 @@ fn time_status(settings: &Settings, config: &Path, runs: usize) -> Result<f64> {
 
 /// Writes a configuration file as jailswap requires it: owned by root,
 /// mode 0600.
-fn write_private(path: &Path, text: &str) -> Result<()> {
+pub(crate) fn write_private(path: &Path, text: &str) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
         .map_err(|e| format!("{}: {e}", path.display()))
 }
 
-fn run_jailswap(settings: &Settings, case: &Case) -> Result<JailswapResult> {
+pub(crate) fn run_jailswap(settings: &Settings, case: &Case) -> Result<JailswapResult> {
     let bed = Bed::create_retrying(settings, case, "jailswap", &["mroot.2", "mroot.3"])?;
     let sandbox = bed.sandbox();
     let ports: Vec<u16> = sandbox.jails.iter().map(|(_, p)| *p).collect();
@@ -984,7 +989,7 @@ fn hold(settings: &Settings, bed: &Bed) {
 }
 
 /// Keeps a raw output in `BENCH_SAVE` (a directory), when set.
-fn save(settings: &Settings, name: &str, text: &str) {
+pub(crate) fn save(settings: &Settings, name: &str, text: &str) {
     if let Some(dir) = &settings.save {
         let _ = std::fs::create_dir_all(dir);
         let _ = std::fs::write(dir.join(name), text);
@@ -1031,6 +1036,17 @@ fn phases(show: &Value) -> Vec<(String, f64, f64)> {
 }
 
 fn count_fsyncs(settings: &Settings, bed: &Bed, limit: Duration) -> Result<Fsyncs> {
+    count_fsyncs_of(settings, bed, limit, &["upgrade", "--to", "mroot.3"])
+}
+
+/// Counts the journal commits and the fsyncs of `jailswap --json
+/// ARGUMENTS -q` (an upgrade to `mroot.3`) run under strace.
+pub(crate) fn count_fsyncs_of(
+    settings: &Settings,
+    bed: &Bed,
+    limit: Duration,
+    arguments: &[&str],
+) -> Result<Fsyncs> {
     let strace = ["/usr/bin/strace", "/bin/strace"]
         .into_iter()
         .map(Path::new)
@@ -1053,7 +1069,9 @@ fn count_fsyncs(settings: &Settings, bed: &Bed, limit: Duration) -> Result<Fsync
         .arg(&settings.program)
         .arg("-c")
         .arg(bed.config())
-        .args(["--json", "upgrade", "--to", "mroot.3", "-q"])
+        .arg("--json")
+        .args(arguments)
+        .arg("-q")
         .env_remove("JAILSWAP_CONFIG")
         .env_remove("JAILSWAP_KILL_AT");
     let (status, out, err, _) = run_bounded(&mut command, limit)?;
@@ -1174,7 +1192,7 @@ fn unhex(text: &str) -> Vec<u8> {
 }
 
 /// The first step error of a transaction's JSON, for failure messages.
-fn first_error(json: &Value) -> String {
+pub(crate) fn first_error(json: &Value) -> String {
     json["steps"]
         .as_array()
         .into_iter()
@@ -1502,7 +1520,7 @@ fn report(settings: &Settings, results: &[CaseResult]) -> String {
     out
 }
 
-fn load_average() -> String {
+pub(crate) fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .unwrap_or_default()
         .split_whitespace()
@@ -1511,7 +1529,7 @@ fn load_average() -> String {
         .join(" ")
 }
 
-fn machine() -> String {
+pub(crate) fn machine() -> String {
     let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
     let model = std::fs::read_to_string("/proc/cpuinfo")
         .unwrap_or_default()

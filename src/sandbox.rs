@@ -42,6 +42,14 @@ alive() {
     read -r size rest 2>/dev/null < "/proc/$pid/statm" || return 1
     [ "$size" != 0 ]
 }
+# Gone for good: no such process, or a zombie, which holds nothing. A
+# process that has let go of its memory may still hold its working
+# directory (the jail's root) for a moment as it exits: a stop waits for
+# that too, so that the jail's mounts can be unmounted at once.
+gone() {
+    read -r _ _ state _ 2>/dev/null < "/proc/$pid/stat" || return 0
+    [ "$state" = Z ]
+}
 # Like `service jail`, one start or stop of a jail at a time: a command left
 # running by a killed jailswap finishes before recovery's own command runs.
 if [ "$action" != status ]; then
@@ -62,7 +70,7 @@ stop)
     pid=$(cat "$pidfile")
     kill "$pid" 2>/dev/null
     i=0
-    while alive; do
+    while ! gone; do
         i=$((i + 1)); [ $i -gt 1000 ] && { echo "$name (pid $pid) did not stop" >&2; exit 1; }
         sleep 0.005
     done

@@ -430,3 +430,77 @@ fn max_fail_percentage_decides_whether_the_rollout_goes_on() {
         assert_eq!(outcomes, wanted, "{context}");
     }
 }
+
+// The upgrade module with rolling=true restarts a host's jails a batch at a
+// time: on a good template every batch commits; on a broken one the canary
+// fails and only the canary restarts.
+#[test]
+fn upgrade_module_rolls_a_hosts_jails_a_batch_at_a_time() {
+    let mut fleet = Fleet::new(2, |index| (index == 0).then(|| "2.0".to_string()));
+    let before: Vec<Before> = fleet.hosts.iter().map(|h| h.before(TARGET)).collect();
+    let pids: Vec<_> = fleet.hosts.iter().map(|h| h.sandbox.pids()).collect();
+    let arguments =
+        json!({"to": TARGET, "config": "{{ jailswap_config }}", "rolling": true, "batch": "1"})
+            .to_string();
+    let run = fleet.ansible(
+        "ansible",
+        &["fleet", "-m", "jailswap.jailswap.upgrade", "-a", &arguments],
+    );
+    assert_ne!(
+        run.code, 0,
+        "the broken host must fail the run:\n{}",
+        run.output
+    );
+
+    let good = &fleet.hosts[0];
+    let record = run.one("host0", "jailswap.jailswap.upgrade");
+    assert_eq!(record["status"], "ok", "{record}");
+    let result = &record["result"];
+    assert_eq!(result["outcome"], "committed", "{result}");
+    assert_eq!(result["rc"], 0, "{result}");
+    let shown = good.json(&["show", &result["id"].to_string()]);
+    assert!(
+        shown["command_line"]
+            .as_str()
+            .is_some_and(|line| line.contains("--rolling --batch 1")),
+        "{shown}"
+    );
+    let batches: Vec<(String, u64)> = shown["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .filter(|step| step["action"] == "start" && step["phase"] == "forward")
+        .map(|step| {
+            (
+                step["jail"].as_str().unwrap_or("").to_string(),
+                step["batch"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect();
+    assert_eq!(
+        batches,
+        vec![("jail0".to_string(), 1), ("jail1".to_string(), 2)],
+        "{shown}"
+    );
+    assert_eq!(
+        good.assert_invariant(&before[0], "host0 after the rolling upgrade"),
+        Arrangement::New
+    );
+
+    let broken = &fleet.hosts[1];
+    let record = run.one("host1", "jailswap.jailswap.upgrade");
+    assert_eq!(record["status"], "failed", "{record}");
+    let result = &record["result"];
+    assert_eq!(result["outcome"], "rolled_back", "{result}");
+    assert_eq!(result["rc"], 1, "{result}");
+    assert_eq!(
+        broken.assert_invariant(&before[1], "host1 after its canary failed"),
+        Arrangement::Old
+    );
+    let now = broken.sandbox.pids();
+    assert_ne!(now["jail0"], pids[1]["jail0"], "the canary did not restart");
+    assert_eq!(
+        now["jail1"], pids[1]["jail1"],
+        "a jail outside the canary restarted"
+    );
+}

@@ -31,6 +31,7 @@ mod wave;
 
 pub use actions::Actor;
 
+use crate::config::JailSpec;
 use crate::host::Host;
 use crate::journal::{Journal, JournalError, StepRecord, StepState, TxnState};
 use crate::plan::{Action, Phase, StepOutput, Strategy};
@@ -121,6 +122,10 @@ pub struct Executor<'a, H: Host + ?Sized> {
     pub timing: BTreeMap<u32, Timing>,
     /// Set by SIGINT/SIGTERM: finish the running wave, then roll back.
     pub interrupted: &'a AtomicBool,
+    /// A rolling upgrade already went past its `--pause-after` batch (the
+    /// operator resumed it, or a later batch had begun): it does not pause
+    /// again. Set by recovery.
+    pub past_pause: bool,
     /// The journal failed: nothing more is written until the end.
     lost: Option<JournalError>,
     /// Which way the run goes now: going back, waves run even when the
@@ -150,6 +155,7 @@ impl<'a, H: Host + ?Sized> Executor<'a, H> {
             states: BTreeMap::new(),
             timing: BTreeMap::new(),
             interrupted,
+            past_pause: false,
             lost: None,
             direction: Direction::Forward,
             cause: None,
@@ -254,7 +260,7 @@ impl<'a, H: Host + ?Sized> Executor<'a, H> {
     fn forward(&mut self) -> Result<Forward, Crash> {
         let plan = self.actor.plan;
         let waves = plan.waves(Phase::Forward);
-        for (index, wave) in waves.iter().enumerate() {
+        for wave in &waves {
             let seqs: Vec<u32> = plan
                 .steps
                 .iter()
@@ -265,6 +271,9 @@ impl<'a, H: Host + ?Sized> Executor<'a, H> {
                 })
                 .map(|step| step.seq)
                 .collect();
+            if self.pauses_before(*wave) {
+                return Ok(Forward::Paused);
+            }
             if seqs.is_empty() {
                 continue;
             }
@@ -280,28 +289,41 @@ impl<'a, H: Host + ?Sized> Executor<'a, H> {
             if self.lost.is_some() {
                 return Ok(Forward::Failed(self.lost_message()));
             }
-            // A rolling upgrade pauses once the batch it names passed its
-            // health checks (the last wave of that batch just ran).
-            if let Strategy::Rolling {
-                batches,
-                pause_after: Some(pause),
-            } = plan.strategy
-            {
-                let batch_of = |wave: Option<&u32>| {
-                    wave.and_then(|w| plan.steps.iter().find(|s| s.wave == *w))
-                        .and_then(|s| s.batch)
-                };
-                let this = batch_of(Some(wave));
-                let next = batch_of(waves.get(index + 1));
-                if this == Some(pause) && next != this && pause < batches {
-                    self.actor.reporter.line(&format!(
-                        "paused after batch {pause} of {batches}: `jailswap recover --resume` continues, `jailswap recover --rollback` undoes"
-                    ));
-                    return Ok(Forward::Paused);
-                }
-            }
         }
         Ok(Forward::Done)
+    }
+
+    /// Whether a rolling upgrade pauses before `wave`: its first wave of
+    /// the batch after the one `--pause-after` names, once every batch up
+    /// to that one passed its health checks (the waves before ran), unless
+    /// it went past the pause before. Checked before the wave, so that a
+    /// recovery whose batches up to the pause needed nothing more stops
+    /// there too.
+    fn pauses_before(&self, wave: u32) -> bool {
+        let plan = self.actor.plan;
+        let Strategy::Rolling {
+            batches,
+            pause_after: Some(pause),
+        } = plan.strategy
+        else {
+            return false;
+        };
+        if self.past_pause || pause >= batches {
+            return false;
+        }
+        let first_after_pause = plan
+            .steps
+            .iter()
+            .filter(|step| step.phase == Phase::Forward && step.batch == Some(pause + 1))
+            .map(|step| step.wave)
+            .min();
+        if first_after_pause != Some(wave) {
+            return false;
+        }
+        self.actor.reporter.line(&format!(
+            "paused after batch {pause} of {batches}: `jailswap recover --resume` continues, `jailswap recover --rollback` undoes"
+        ));
+        true
     }
 
     fn needs_operator(&mut self, attention: String) -> Result<Outcome, Crash> {
@@ -372,6 +394,11 @@ impl<'a, H: Host + ?Sized> Executor<'a, H> {
                 ));
             }
         }
+        let moved = if rolling {
+            self.with_disturbed(moved)?
+        } else {
+            moved
+        };
         for wave in plan.waves(Phase::AfterRollback) {
             let seqs: Vec<u32> = plan
                 .steps
@@ -396,6 +423,63 @@ impl<'a, H: Host + ?Sized> Executor<'a, H> {
             }
         }
         self.finish(TxnState::RolledBack)
+    }
+
+    /// The jails a rolling rollback restarts: those that moved, and those
+    /// that did not but no longer run as the upgrade found them (one died,
+    /// or a reboot mounted the new template under it), so that afterwards
+    /// every jail runs on the old template. A jail that cannot be looked at
+    /// restarts too: each step of a restart first looks whether it is
+    /// needed, so a healthy jail's restart does nothing it need not.
+    fn with_disturbed(&self, mut moved: BTreeSet<String>) -> Result<BTreeSet<String>, Crash> {
+        let plan = self.actor.plan;
+        let host = self.actor.host;
+        let unmoved: Vec<JailSpec> = plan
+            .jails
+            .iter()
+            .filter(|jail| !moved.contains(&jail.name))
+            .cloned()
+            .collect();
+        if unmoved.is_empty() {
+            return Ok(moved);
+        }
+        let live = plan.store.join(&plan.live);
+        let running = host.jails_running(&unmoved, plan.parallel);
+        for (jail, running) in unmoved.iter().zip(running) {
+            let ran = plan.steps.iter().any(|step| {
+                step.phase == Phase::Forward
+                    && matches!(&step.action, Action::Start { jail: name } if *name == jail.name)
+            });
+            let dead = match running {
+                Ok(running) => ran && running == Some(false),
+                #[cfg(feature = "fault-injection")]
+                Err(crate::host::HostError::Crashed) => return Err(Crash),
+                Err(_) => true,
+            };
+            let elsewhere = match jail.mounts.iter().find(|mount| mount.source == live) {
+                None => false,
+                Some(root) => match host.template_at(&root.target) {
+                    Ok(id) => id.as_ref() != Some(&plan.live_id),
+                    #[cfg(feature = "fault-injection")]
+                    Err(crate::host::HostError::Crashed) => return Err(Crash),
+                    Err(_) => true,
+                },
+            };
+            if dead || elsewhere {
+                self.actor.reporter.line(&format!(
+                    "jail {} had not moved, but it {}: it restarts on {} too",
+                    jail.name,
+                    if dead {
+                        "no longer runs"
+                    } else {
+                        "no longer runs on the old template"
+                    },
+                    plan.from_label
+                ));
+                moved.insert(jail.name.clone());
+            }
+        }
+        Ok(moved)
     }
 
     /// Makes the transaction final, in the journal if it can.

@@ -14,7 +14,7 @@ use crate::host::{Host, HostError};
 use crate::journal::{Journal, JournalError, StepRecord, StepState, TxnRecord, TxnState};
 use crate::output::Reporter;
 use crate::plan::{Action, Phase, Plan, TransactionKind};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::AtomicBool;
 
 /// After this many interrupted recoveries, recovery rolls back.
@@ -237,6 +237,24 @@ fn paused_undisturbed<H: Host + ?Sized>(
     Ok(true)
 }
 
+/// Whether a rolling upgrade went past its `--pause-after` batch: a step
+/// of a later batch left `planned` in the journal (its intent was recorded,
+/// whatever was observed of it since).
+fn past_pause(plan: &Plan, steps: &[StepRecord]) -> bool {
+    let crate::plan::Strategy::Rolling {
+        pause_after: Some(pause),
+        ..
+    } = plan.strategy
+    else {
+        return false;
+    };
+    steps.iter().any(|step| {
+        step.phase == Phase::Forward
+            && step.batch.is_some_and(|batch| batch > pause)
+            && step.state != StepState::Planned
+    })
+}
+
 /// Why recovery could not proceed.
 #[derive(Debug)]
 pub enum RecoverError {
@@ -338,6 +356,10 @@ pub fn recover<H: Host + ?Sized>(
         interrupted,
     );
     executor.resume_from(&steps);
+    // The operator's `--resume` continues past the pause; a bare recovery
+    // stops there as the interrupted run would have, unless that run had
+    // already gone past it.
+    executor.past_pause = chosen == Some(Direction::Forward) || past_pause(&plan, &steps);
     // Observe the uncertain steps first. A failed forward step is not
     // observed again: the rollback's own undos (restarting a jail, say)
     // would make it look done.
@@ -393,11 +415,48 @@ pub fn recover<H: Host + ?Sized>(
             .get(seq)
             .copied()
             .unwrap_or(StepState::Planned);
-        let after = resolve(before, *observation, direction);
+        // A rolling rollback's restart steps are actions of their own, not
+        // undos: what cannot be seen of them runs again (each is idempotent).
+        let restart = plan
+            .step(*seq)
+            .is_some_and(|step| step.phase == Phase::AfterRollback);
+        let way = if restart {
+            Direction::Forward
+        } else {
+            direction
+        };
+        let after = resolve(before, *observation, way);
         if after != before {
             resolved.push((*seq, after));
         }
         executor.states.insert(*seq, after);
+    }
+    // Going forward after a rolling rollback began: the jails it restarted
+    // (or may have begun to restart: its intent is recorded, whatever was
+    // observed since) on the old template must move again, every step of
+    // theirs from the stop on, and should the upgrade fail again their
+    // restart starts afresh. Their forward steps still say `done`, because
+    // a rolling rollback restarts jails rather than undoing steps.
+    if direction == Direction::Forward && plan.rolling() {
+        let restarted: BTreeSet<&str> = steps
+            .iter()
+            .filter(|step| step.phase == Phase::AfterRollback && step.state != StepState::Planned)
+            .filter_map(|step| step.action.jail())
+            .collect();
+        for step in &plan.steps {
+            let again = step
+                .action
+                .jail()
+                .is_some_and(|jail| restarted.contains(jail))
+                && executor
+                    .states
+                    .get(&step.seq)
+                    .is_some_and(|state| *state != StepState::Planned);
+            if again {
+                executor.states.insert(step.seq, StepState::Planned);
+                resolved.push((step.seq, StepState::Planned));
+            }
+        }
     }
     // Going forward, what the journal records as done after the swap may
     // have vanished since (a reboot stops jails; boot mounts may differ):

@@ -3,6 +3,9 @@
 //! every jail mounted and running, the production orchestration and
 //! recovery run on it as separate processes would run them, and the whole
 //! invariant of SPEC.md checked after each.
+//!
+//! It is long because it holds both invariants (the whole one, and the
+//! paused one of a rolling upgrade) beside the bench they read.
 
 #![allow(dead_code)]
 
@@ -652,4 +655,237 @@ pub fn operations_where(log: &[String], wanted: impl Fn(&str) -> bool) -> Vec<u6
             wanted(description).then(|| number.parse().ok()).flatten()
         })
         .collect()
+}
+
+/// A paused rolling transaction as the journal records it: which jails
+/// moved to the new template, which did not, and after which batch it
+/// paused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PausedState {
+    pub id: i64,
+    pub paused_after: u32,
+    pub moved: Vec<String>,
+    pub unmoved: Vec<String>,
+}
+
+impl Bench {
+    /// A bench whose transaction restarts the jails a batch at a time.
+    pub fn rolling(scenario: Scenario, sizes: &str, pause_after: Option<u32>) -> Bench {
+        let mut bench = Bench::new(scenario);
+        let batches = Batches::parse(sizes)
+            .unwrap_or_else(|error| panic!("the test's batch sizes {sizes:?}: {error}"));
+        bench.rolling = Some((batches, pause_after));
+        bench
+    }
+
+    /// The invariant of a paused rolling transaction (SPEC.md, "Invariant"):
+    /// the transaction is pending as `paused`; the store holds the new
+    /// arrangement with the carried path in the live template; every step
+    /// of each jail is either done (the jail moved; its health checks may be
+    /// set to run again) or planned (it did not), and the jails that moved
+    /// are exactly those of the batches up to the pause; each jail's mounts are exactly its fstab, the template
+    /// read-only, on the template the journal records for it (the new one
+    /// when it moved, the archived one otherwise); every jail runs, healthy,
+    /// on that template; per-jail data is unchanged.
+    pub fn paused_invariant(&self) -> Result<PausedState, String> {
+        let journal = Journal::open_read(&self.journal_path)
+            .map_err(|error| format!("cannot read the journal: {error}"))?
+            .ok_or("there is no journal")?;
+        let pending = journal
+            .pending()
+            .map_err(|e| e.to_string())?
+            .ok_or("nothing is pending, but the transaction must be paused")?;
+        if pending.state != TxnState::Paused {
+            return Err(format!(
+                "transaction {} is {}, not paused: {}",
+                pending.id,
+                pending.state.as_str(),
+                pending.attention.unwrap_or_default()
+            ));
+        }
+        let plan = pending.plan()?;
+        let jailswap::plan::Strategy::Rolling {
+            batches,
+            pause_after: Some(pause),
+        } = plan.strategy
+        else {
+            return Err(format!(
+                "a paused transaction must be rolling with a pause: {:?}",
+                plan.strategy
+            ));
+        };
+        if pause >= batches {
+            return Err(format!("paused after batch {pause} of {batches}"));
+        }
+        let steps = journal.steps(pending.id).map_err(|e| e.to_string())?;
+        let mut moved = Vec::new();
+        let mut unmoved = Vec::new();
+        for jail in &self.config.jails {
+            let forward: Vec<_> = steps
+                .iter()
+                .filter(|step| {
+                    step.phase == jailswap::plan::Phase::Forward
+                        && step.action.jail() == Some(jail.name.as_str())
+                })
+                .collect();
+            let batch = forward.first().and_then(|step| step.batch);
+            // A recovery that began to resume and was interrupted may have
+            // set the moved jails' health checks to run again.
+            let done = forward.iter().all(|step| {
+                step.state == jailswap::journal::StepState::Done
+                    || (step.state == jailswap::journal::StepState::Planned
+                        && matches!(step.action, jailswap::plan::Action::Health { .. }))
+            }) && forward
+                .iter()
+                .any(|step| step.state == jailswap::journal::StepState::Done);
+            let planned = forward
+                .iter()
+                .all(|step| step.state == jailswap::journal::StepState::Planned);
+            let in_paused_batches = batch.is_some_and(|batch| batch <= pause);
+            match (done, planned, in_paused_batches) {
+                (true, _, true) => moved.push(jail.name.clone()),
+                (_, true, false) => unmoved.push(jail.name.clone()),
+                _ => {
+                    return Err(format!(
+                        "jail {} (batch {batch:?}, paused after batch {pause}) has steps {:?}",
+                        jail.name,
+                        forward
+                            .iter()
+                            .map(|step| (step.seq, step.state.as_str()))
+                            .collect::<Vec<_>>()
+                    ))
+                }
+            }
+        }
+        let after_rollback = steps.iter().find(|step| {
+            step.phase != jailswap::plan::Phase::Forward
+                && step.state != jailswap::journal::StepState::Planned
+        });
+        if let Some(step) = after_rollback {
+            return Err(format!(
+                "a paused transaction ran step {} ({}) of the rollback",
+                step.seq,
+                step.action.describe()
+            ));
+        }
+
+        let swap = &self.swap;
+        let world = self.host.snapshot();
+        let expected_store: BTreeMap<String, u64> = [
+            (LIVE.to_string(), swap.to_inode),
+            (swap.archive_as.clone(), swap.from_inode),
+        ]
+        .into_iter()
+        .collect();
+        if world.templates != expected_store {
+            return Err(format!(
+                "a paused upgrade has swapped the names, so the store must hold {expected_store:?}, but it holds {:?}",
+                world.templates
+            ));
+        }
+        let carried_in_live = world
+            .contents
+            .get(&swap.to_inode)
+            .and_then(|contents| contents.get(CARRY))
+            == Some(&self.carry_inode);
+        if !carried_in_live {
+            return Err(format!(
+                "the carried path is not in the live template: {:?}",
+                world.contents
+            ));
+        }
+
+        let mut expected_mounts = Vec::new();
+        for jail in &self.config.jails {
+            let inode = if moved.contains(&jail.name) {
+                swap.to_inode
+            } else {
+                swap.from_inode
+            };
+            for mount in &jail.mounts {
+                let source = match mount.source.strip_prefix(&self.config.store) {
+                    Ok(relative) => MountSource::Template {
+                        inode,
+                        inside: relative
+                            .strip_prefix(LIVE)
+                            .map(Path::to_path_buf)
+                            .unwrap_or_else(|_| relative.to_path_buf()),
+                    },
+                    Err(_) => MountSource::Path(mount.source.clone()),
+                };
+                expected_mounts.push(MountRecord {
+                    target: mount.target.clone(),
+                    source,
+                    read_only: mount.read_only(),
+                });
+            }
+            let Some(simulated) = world.jails.get(&jail.name) else {
+                return Err(format!("jail {} vanished", jail.name));
+            };
+            if !simulated.running {
+                return Err(format!("jail {} is not running", jail.name));
+            }
+            if world.template_seen_by(&jail.name) != Some(inode) {
+                return Err(format!(
+                    "jail {} runs on {:?}, but the journal records inode {inode} for it",
+                    jail.name,
+                    world.template_seen_by(&jail.name)
+                ));
+            }
+            if Some(&simulated.data) != self.data.get(&jail.name) {
+                return Err(format!("the data of jail {} changed", jail.name));
+            }
+            for check in &jail.health {
+                self.host
+                    .probe(jail, check, Duration::from_millis(1))
+                    .map_err(|error| format!("jail {} is not healthy: {error}", jail.name))?;
+            }
+        }
+        expected_mounts.sort();
+        let mut mounts = world.mounts.clone();
+        mounts.sort();
+        if mounts != expected_mounts {
+            return Err(format!(
+                "the mount table is {mounts:#?}, expected each fstab on the template its jail runs on: {expected_mounts:#?}"
+            ));
+        }
+        Ok(PausedState {
+            id: pending.id,
+            paused_after: pause,
+            moved,
+            unmoved,
+        })
+    }
+
+    /// Asserts the paused invariant, with the replay in the message.
+    pub fn assert_paused(&self, replay: &Replay) -> PausedState {
+        self.paused_invariant()
+            .unwrap_or_else(|violation| panic!("{replay}: paused invariant violated: {violation}"))
+    }
+}
+
+/// The jails a process's log shows stopped or started, leaving out the
+/// operation it crashed at when the crash came before its effect.
+pub fn jails_acted_on(log: &[String], crashed: Option<CrashPoint>) -> Vec<String> {
+    let mut jails: Vec<String> = log
+        .iter()
+        .filter(|line| {
+            let Some((number, _)) = line.split_once(' ') else {
+                return false;
+            };
+            !crashed.is_some_and(|point| {
+                point.moment == Moment::Before && number.parse() == Ok(point.operation)
+            })
+        })
+        .filter_map(|line| {
+            let (_, description) = line.split_once(' ')?;
+            let name = description
+                .strip_prefix("stop jail ")
+                .or_else(|| description.strip_prefix("start jail "))?;
+            Some(name.split(' ').next().unwrap_or(name).to_string())
+        })
+        .collect();
+    jails.sort();
+    jails.dedup();
+    jails
 }
