@@ -6,7 +6,7 @@ use super::{transact, Context};
 use crate::cli::RecoverArgs;
 use crate::error::{Error, Result};
 use crate::executor::{Direction, Outcome};
-use crate::journal::Journal;
+use crate::journal::{Journal, TxnState};
 use crate::lock::Lock;
 use crate::recover::RecoverError;
 use serde_json::json;
@@ -60,7 +60,10 @@ pub fn run(args: &RecoverArgs, context: &Context) -> Result<u8> {
             ))
         }
     };
-    if outcome == Outcome::Paused && direction.is_none() {
+    // A paused upgrade that recovery left as it found it. (One that was
+    // interrupted and that recovery brought to its pause is reported as
+    // a pause, like an upgrade that paused.)
+    if outcome == Outcome::Paused && direction.is_none() && pending.state == TxnState::Paused {
         return Err(Error::busy(
             format!(
                 "transaction {} ({} {} -> {}) is paused and every jail runs where the journal says; nothing was changed",

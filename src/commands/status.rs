@@ -248,6 +248,25 @@ fn known(journal: &Journal, templates: &[Template], live: Option<&Template>) -> 
             known.previous = Some(last.archive_as.clone());
         }
     }
+    // A pending upgrade or rollback past its swap (a paused rolling one,
+    // say) has made its target live and archived the old template: they
+    // are labelled as it will leave them, and no drift is reported.
+    if let Ok(Some(pending)) = journal.pending() {
+        let swaps = matches!(
+            pending.kind,
+            crate::plan::TransactionKind::Upgrade | crate::plan::TransactionKind::Rollback
+        );
+        if swaps && live.is_some_and(|live| live.found.id == pending.to_id) {
+            known.live_label = Some(pending.to_label.clone());
+            known.drift = None;
+            let archived = templates
+                .iter()
+                .any(|t| t.name == pending.archive_as && t.found.id == pending.from_id);
+            if archived {
+                known.previous = Some(pending.archive_as.clone());
+            }
+        }
+    }
     for record in &history {
         if record.state == TxnState::Committed {
             known
