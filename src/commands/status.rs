@@ -429,7 +429,11 @@ fn describe_pending(config: &Config, journal: &Journal, record: &TxnRecord) -> V
     };
     json!({
         "id": record.id,
-        "summary": format!("{summary}, interrupted"),
+        "summary": if record.state == TxnState::Paused {
+            format!("{summary}, waiting for the operator")
+        } else {
+            format!("{summary}, interrupted")
+        },
         "state": record.state.as_str(),
         "in_progress": false,
         "step": step_text,
