@@ -203,10 +203,15 @@ pub fn check_target<H: Host + ?Sized>(
 ) -> Result<TemplateId> {
     let store_shown = config.store.display().to_string();
     plain_name(what, target)?;
+    let other = if what.starts_with("rollback") {
+        "name an archived template to go back to (`jailswap status` lists them), or run `jailswap rollback` without --to for the previous one"
+    } else {
+        "name the staged template to make live (`jailswap status` lists them)"
+    };
     if target == config.live {
         return Err(refuse(
             format!("{what} {target:?} is the live template itself"),
-            "name the staged template to make live (`jailswap status` lists them)",
+            other,
         ));
     }
     let id = match host.examine(target)? {
@@ -245,7 +250,7 @@ pub fn check_target<H: Host + ?Sized>(
     if id == live.id {
         return Err(refuse(
             format!("{target:?} is the live template itself"),
-            "name the staged template to make live",
+            other,
         ));
     }
     plain_name("--archive-as", archive_as)?;

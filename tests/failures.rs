@@ -220,7 +220,7 @@ fn sigint_rolls_back() {
     let output = child.wait_with_output().unwrap();
     assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
     assert!(
-        stdout(&output).contains("interrupted by a signal"),
+        stdout(&output).contains("interrupted by SIGINT"),
         "{}",
         describe(&output)
     );

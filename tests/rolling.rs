@@ -318,6 +318,13 @@ fn pause_then_roll_back() {
     let (exit, result, output) = json_run(&env, &["recover", "--rollback"]);
     assert_eq!(exit, 1, "{output}");
     assert_eq!(result["outcome"], "rolled_back", "{output}");
+    // history's cause says who undid it.
+    assert!(
+        result["error"]
+            .as_str()
+            .is_some_and(|cause| cause.contains("recover --rollback")),
+        "{output}"
+    );
     assert_eq!(
         env.assert_invariant(&before, "after --rollback"),
         Arrangement::Old
@@ -340,6 +347,14 @@ fn pause_then_a_jail_dies_then_recover_rolls_back() {
         let context = format!("paused, {dead} died, then recover");
         assert_eq!(exit, 1, "{context}: {output}");
         assert_eq!(result["outcome"], "rolled_back", "{context}: {output}");
+        // history's cause names the jail that disturbed the pause.
+        assert!(
+            result["error"]
+                .as_str()
+                .is_some_and(|cause| cause.contains("paused upgrade was disturbed")
+                    && cause.contains(&format!("jail {dead} "))),
+            "{context}: {output}"
+        );
         assert_eq!(env.assert_invariant(&before, &context), Arrangement::Old);
         // The jails that neither moved nor died kept running throughout.
         let after = env.sandbox.pids();

@@ -435,6 +435,28 @@ fn zero_timeout_is_out_of_range() {
     );
 }
 
+// A configuration that is not text (a binary, a file in another encoding)
+// is an invalid configuration (78) named as such, not a missing one.
+#[test]
+fn config_that_is_not_utf8_is_invalid() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("jailswap.toml");
+    std::fs::write(&config, b"store = \"/home/j\"\n# caf\xe9\n").unwrap();
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let output = Command::new(PROGRAM)
+        .arg("-c")
+        .arg(&config)
+        .arg("check")
+        .output()
+        .unwrap();
+    assert_eq!(code(&output), 78, "{}", describe(&output));
+    assert!(
+        stderr(&output).contains("is not UTF-8 text"),
+        "{}",
+        describe(&output)
+    );
+}
+
 // `rollback --to` a name that is not in the store points at the archived
 // templates, not at staging a new one.
 #[test]
@@ -449,6 +471,15 @@ fn rollback_to_a_missing_template_hints_at_rollback() {
         said.contains("mroot.NOPE")
             && said.contains("archived template")
             && !said.contains("stage"),
+        "{said}"
+    );
+    let live = env.run(&["rollback", "--to", "mroot"]);
+    assert_eq!(code(&live), 65, "{}", describe(&live));
+    let said = stderr(&live);
+    assert!(
+        said.contains("live template itself")
+            && said.contains("archived template")
+            && !said.contains("staged"),
         "{said}"
     );
     let upgrade = env.run(&["upgrade", "--to", "mroot.NOPE"]);

@@ -179,6 +179,11 @@ pub fn transaction_signals() -> Arc<AtomicBool> {
             Arc::clone(&flag),
         );
         let _ = signal_hook::flag::register(signal, Arc::clone(&flag));
+        let _ = signal_hook::flag::register_usize(
+            signal,
+            Arc::clone(&crate::executor::INTERRUPTING_SIGNAL),
+            signal as usize,
+        );
     }
     flag
 }

@@ -64,7 +64,7 @@ pub fn run(keep: usize, dry_run: bool, context: &Context) -> Result<u8> {
                 );
             } else if pruned.names.is_empty() {
                 context.output.line(format!(
-                    "nothing to prune: {} archived template(s), keeping {keep}",
+                    "nothing to prune: {} archived template(s), keeping the {keep} newest (the live template, the rollback target and staged templates are never pruned)",
                     pruned.archived
                 ));
             } else {

@@ -180,7 +180,9 @@ pub fn plan(context: &Context, plan: &Plan) {
     context.output.bytes(text.as_bytes());
 }
 
-/// The slowest jail's outage, for the outcome line.
+/// The jail that was down longest in all, for the outcome line. A jail
+/// that a rolling rollback restarted twice was down twice: its figure is
+/// the sum, which may exceed `downtime_ms` (the longest single outage).
 pub fn slowest_jail(record: &TxnRecord) -> String {
     let per_jail: serde_json::Map<String, Value> = record
         .downtime_jails
@@ -191,7 +193,7 @@ pub fn slowest_jail(record: &TxnRecord) -> String {
         .iter()
         .filter_map(|(jail, ms)| ms.as_i64().map(|ms| (ms, jail)))
         .max()
-        .map(|(ms, jail)| format!(" (longest: jail {jail}, {ms} ms)"))
+        .map(|(ms, jail)| format!(" (most down: jail {jail}, {ms} ms in all)"))
         .unwrap_or_default()
 }
 

@@ -315,7 +315,9 @@ impl ConfigError {
             {
                 Some("run jailswap as root, or name a file you can read with -c FILE".into())
             }
-            ConfigError::Unreadable { .. } => None,
+            ConfigError::Unreadable { .. } => {
+                Some("name the configuration file (a TOML file) with -c FILE".into())
+            }
             ConfigError::Invalid { help, .. } => help.clone(),
         }
     }

@@ -81,13 +81,45 @@ struct RawCheck {
     cmd: Option<String>,
 }
 
+/// The keys of the file's top level, which TOML reads as part of the last
+/// `[section]` above them when they are written after one.
+const TOP_LEVEL_KEYS: [&str; 9] = [
+    "store",
+    "live",
+    "journal",
+    "parallel",
+    "carry",
+    "backend",
+    "store_kind",
+    "log",
+    "metrics",
+];
+
+/// The help for a top-level key written below a `[section]` header (an
+/// easy slip when appending to the end of the file): TOML reports it as
+/// unknown in that section.
+fn misplaced_key(message: &str) -> Option<String> {
+    let key = message.split("unknown field `").nth(1)?.split('`').next()?;
+    let in_section = !message.contains("expected one of `store`");
+    (in_section && TOP_LEVEL_KEYS.contains(&key)).then(|| {
+        format!(
+            "`{key}` is a top-level key: move it above the first [section] header (a key written below a header belongs to that section)"
+        )
+    })
+}
+
 /// The first stage: configuration text to [`Settings`], touching nothing
 /// but the text. `file` only names the file in errors.
 pub fn parse(text: &str, file: &Path) -> Result<Settings> {
     let name = file.display().to_string();
-    let raw: RawFile = toml::from_str(text).map_err(|error| ConfigError::Invalid {
-        message: format!("{name:?}: {}", error.to_string().trim_end()),
-        help: Some("fix the file; `jailswap check` validates it without changing anything".into()),
+    let raw: RawFile = toml::from_str(text).map_err(|error| {
+        let message = error.to_string();
+        ConfigError::Invalid {
+            help: Some(misplaced_key(&message).unwrap_or_else(|| {
+                "fix the file; `jailswap check` validates it without changing anything".into()
+            })),
+            message: format!("{name:?}: {}", message.trim_end()),
+        }
     })?;
     let fail = |key: &str, message: String| ConfigError::Invalid {
         message: format!("{name:?}: {key}: {message}"),

@@ -151,6 +151,12 @@ impl Config {
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
                 return Err(ConfigError::Missing { file: shown });
             }
+            Err(error) if error.kind() == std::io::ErrorKind::InvalidData => {
+                return Err(ConfigError::Invalid {
+                    message: format!("configuration file {shown:?} is not UTF-8 text"),
+                    help: Some("a jailswap configuration is a TOML file in UTF-8; name the right file with -c FILE".into()),
+                });
+            }
             Err(error) => return Err(ConfigError::Unreadable { file: shown, error }),
         };
         check_ownership(file)?;

@@ -39,6 +39,25 @@ fn unknown_key() {
     assert!(error.to_string().contains("stroe"), "{error}");
 }
 
+// A top-level key appended below a section is read by TOML as part of that
+// section; the help says to move it up, and only for top-level keys.
+#[test]
+fn top_level_key_below_a_section() {
+    let error = parse_text("store = \"/tmp\"\n[[jail]]\nname = \"a\"\nparallel = 2\n").unwrap_err();
+    let help = error.help().unwrap_or_default();
+    assert!(
+        help.contains("`parallel` is a top-level key"),
+        "{error}: {help}"
+    );
+    let error =
+        parse_text("store = \"/tmp\"\n[[jail]]\nname = \"a\"\nstrat = \"x\"\n").unwrap_err();
+    let help = error.help().unwrap_or_default();
+    assert!(!help.contains("top-level key"), "{error}: {help}");
+    let error = parse_text("store = \"/tmp\"\nstroe = 1\n[[jail]]\nname = \"a\"\n").unwrap_err();
+    let help = error.help().unwrap_or_default();
+    assert!(!help.contains("top-level key"), "{error}: {help}");
+}
+
 // A zero duration is a duration out of range, not a malformed one.
 #[test]
 fn zero_duration_is_out_of_range() {

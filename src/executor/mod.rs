@@ -37,7 +37,27 @@ use crate::journal::{Journal, JournalError, StepRecord, StepState, TxnState};
 use crate::plan::{Action, Phase, StepOutput, Strategy};
 use chrono::{DateTime, Utc};
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, LazyLock};
+
+/// The number of the signal that interrupted the transaction (0 while none
+/// has), set by the signal handlers the commands install, so that the cause
+/// says which one: SIGINT is a hand at the keyboard, SIGTERM a service manager
+/// or a shutdown.
+pub static INTERRUPTING_SIGNAL: LazyLock<Arc<AtomicUsize>> =
+    LazyLock::new(|| Arc::new(AtomicUsize::new(0)));
+
+/// The cause recorded for an interrupted transaction.
+fn interruption() -> String {
+    let number = INTERRUPTING_SIGNAL.load(Ordering::SeqCst);
+    match i32::try_from(number)
+        .ok()
+        .and_then(|n| nix::sys::signal::Signal::try_from(n).ok())
+    {
+        Some(signal) => format!("interrupted by {}", signal.as_str()),
+        None => "interrupted by a signal".to_string(),
+    }
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Direction {
@@ -281,7 +301,7 @@ impl<'a, H: Host + ?Sized> Executor<'a, H> {
                 return Ok(Forward::Failed(self.lost_message()));
             }
             if self.interrupted.load(Ordering::SeqCst) {
-                return Ok(Forward::Failed("interrupted by a signal".to_string()));
+                return Ok(Forward::Failed(interruption()));
             }
             if let Some(error) = self.run_wave(&seqs, false, false)? {
                 return Ok(Forward::Failed(error));

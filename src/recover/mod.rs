@@ -194,14 +194,15 @@ fn resolve(before: StepState, seen: Observation, direction: Direction) -> StepSt
     }
 }
 
-/// Whether every jail of a paused rolling upgrade runs on the template the
-/// journal says: the new one once its batch passed, the old one otherwise;
-/// and runs at all if it ran when the upgrade began.
-fn paused_undisturbed<H: Host + ?Sized>(
+/// What disturbed a paused rolling upgrade, if anything: every jail must
+/// run on the template the journal says (the new one once its batch
+/// passed, the old one otherwise), and run at all if it ran when the
+/// upgrade began.
+fn paused_disturbance<H: Host + ?Sized>(
     host: &H,
     plan: &Plan,
     steps: &[StepRecord],
-) -> Result<bool, HostError> {
+) -> Result<Option<String>, HostError> {
     let running = host.jails_running(&plan.jails, plan.parallel);
     for (jail, running) in plan.jails.iter().zip(running) {
         let forward = |wanted: &dyn Fn(&Action) -> bool| {
@@ -219,7 +220,7 @@ fn paused_undisturbed<H: Host + ?Sized>(
                 && step.state == StepState::Done
         });
         if was_running && running? == Some(false) {
-            return Ok(false);
+            return Ok(Some(format!("jail {} no longer runs", jail.name)));
         }
         let live = plan.store.join(&plan.live);
         let Some(root) = jail.mounts.iter().find(|mount| mount.source == live) else {
@@ -231,10 +232,14 @@ fn paused_undisturbed<H: Host + ?Sized>(
             &plan.live_id
         };
         if host.template_at(&root.target)?.as_ref() != Some(expected) {
-            return Ok(false);
+            let recorded = if moved { "new" } else { "old" };
+            return Ok(Some(format!(
+                "jail {} no longer runs on the {recorded} template, as the journal records",
+                jail.name
+            )));
         }
     }
-    Ok(true)
+    Ok(None)
 }
 
 /// Whether a rolling upgrade went past its `--pause-after` batch: a step
@@ -305,11 +310,15 @@ pub fn recover<H: Host + ?Sized>(
     })?;
     let steps = journal.steps(record.id)?;
     let mut undisturbed = None;
+    let mut disturbance = None;
     if record.state == TxnState::Paused && chosen.is_none() {
-        match paused_undisturbed(host, &plan, &steps) {
+        match paused_disturbance(host, &plan, &steps) {
             // Left as it is, and not counted as an interrupted recovery.
-            Ok(true) => return Ok(Outcome::Paused),
-            Ok(false) => undisturbed = Some(false),
+            Ok(None) => return Ok(Outcome::Paused),
+            Ok(Some(why)) => {
+                undisturbed = Some(false);
+                disturbance = Some(why);
+            }
             #[cfg(feature = "fault-injection")]
             Err(HostError::Crashed) => return Err(RecoverError::Crash),
             Err(error) => {
@@ -484,14 +493,28 @@ pub fn recover<H: Host + ?Sized>(
         }
     }
     executor.journal.set_step_states(record.id, &resolved)?;
-    if record.error.is_none() && record.state != TxnState::Paused {
+    // The cause `history` gives: the interruption and the way recovery
+    // took, or why a paused upgrade did not go on.
+    let cause = if record.state == TxnState::Paused {
+        match (&disturbance, direction) {
+            (Some(why), _) => Some(format!(
+                "the paused upgrade was disturbed: {why}; recovery rolled it back"
+            )),
+            (None, Direction::Rollback) => Some(
+                "the operator rolled the paused upgrade back (`recover --rollback`)".to_string(),
+            ),
+            (None, Direction::Forward) => None,
+        }
+    } else {
         let at = steps
             .iter()
             .filter(|step| step.state != StepState::Planned)
             .max_by_key(|step| step.seq)
             .map(|step| format!(" during step {} ({})", step.seq, step.action.describe()))
             .unwrap_or_default();
-        let cause = format!("interrupted{at}; recovery went {because}");
+        Some(format!("interrupted{at}; recovery went {because}"))
+    };
+    if let (None, Some(cause)) = (&record.error, cause) {
         executor.journal.set_state(
             record.id,
             record.state,
