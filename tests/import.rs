@@ -953,6 +953,56 @@ fn init_exit_codes() {
     assert_eq!(missing.status.code(), Some(66), "{missing:?}");
 }
 
+// The Handbook's layout, named relative to the current directory: a
+// jail.conf with the common parameters that includes jail.conf.d/*.conf by
+// its full name. Its per-jail files are part of that jail.conf (they get its
+// `path`), not files rc.d/jail would read on their own.
+#[test]
+fn init_from_a_relative_jail_conf_that_includes_its_directory() {
+    let directory = tempfile::tempdir().unwrap();
+    let per_jail = directory.path().join("jail.conf.d");
+    std::fs::create_dir(&per_jail).unwrap();
+    std::fs::write(
+        directory.path().join("jail.conf"),
+        format!(
+            "path = \"/home/j/$name\";\nns {{ }}\n.include \"{}/*.conf\";\n",
+            per_jail.display()
+        ),
+    )
+    .unwrap();
+    std::fs::write(per_jail.join("www.conf"), "www {\n\tdepend = ns;\n}\n").unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_jailswap"))
+        .args([
+            "init",
+            "--from-jail-conf",
+            "jail.conf",
+            "--store",
+            "/home/j",
+        ])
+        .current_dir(directory.path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    let config: toml::Value = toml::from_str(&text).unwrap();
+    let jails: Vec<(&str, &str)> = config["jail"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|jail| {
+            (
+                jail["name"].as_str().unwrap(),
+                jail["path"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        jails,
+        [("ns", "/home/j/ns"), ("www", "/home/j/www")],
+        "{text}"
+    );
+}
+
 #[test]
 fn jail_depending_on_itself_is_refused_at_its_depend_line() {
     // Proves a jail that names itself in `depend` is refused at that line, as no start order exists.

@@ -28,7 +28,10 @@ pub fn run(args: &InitArgs, context: &Context) -> Result<u8> {
         },
     })?;
     let generated = if from_jail_conf {
-        crate::import::from_jail_conf(&text, path, &args.store, &crate::import::HostFiles)
+        // Absolute, so that the jail.conf.d next to it and an `.include` of
+        // that directory by its full name are seen to be the same directory.
+        let path = std::path::absolute(path).unwrap_or_else(|_| path.clone());
+        crate::import::from_jail_conf(&text, &path, &args.store, &crate::import::HostFiles)
     } else {
         crate::import::from_fstab(&text, path, &args.store)
     };
