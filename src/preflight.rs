@@ -242,7 +242,7 @@ pub fn check_target<H: Host + ?Sized>(
         Entry::Foreign(why) => {
             return Err(refuse(
                 format!("{target:?} cannot be swapped in: {why}"),
-                "a rename across file systems is not atomic; copy the template into the store's file system (or `jailswap stage` it)",
+                "make it a template of the store's kind (`jailswap status` shows the kind) as said above, or build it with `jailswap stage`",
             ))
         }
         Entry::Directory(found) => found.id,

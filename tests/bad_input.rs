@@ -203,7 +203,7 @@ fn refused_inputs_change_nothing() {
             "--to on another file system",
             &["upgrade", "--to", "mroot.tmpfs"],
             65,
-            &["another file system"],
+            &["another file system", "would not be atomic"],
         ),
         case(
             "--to lacks top-level symlinks",

@@ -351,6 +351,15 @@ fn a_stage_is_recorded_and_can_be_upgraded_to() {
         "{status}"
     );
     assert_eq!(status["store_kind"], "directory");
+    // status shows the fingerprint the stage recorded for its template.
+    let listed = status["templates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "mroot.3")
+        .and_then(|t| t["fingerprint"].as_str())
+        .unwrap_or_default();
+    assert!(listed.contains(&sha), "{status}");
     let history = env.json(&["history"]);
     assert_eq!(
         (

@@ -13,6 +13,7 @@ use crate::executor::Direction;
 use crate::host::{Host, Template, TemplateId};
 use crate::journal::{Journal, StepState, TxnRecord, TxnState};
 use crate::lock::Lock;
+use crate::plan::StepOutput;
 use crate::preflight;
 use crate::recover::{decide, Decision, Situation};
 use serde_json::{json, Value};
@@ -272,6 +273,31 @@ fn known(journal: &Journal, templates: &[Template], live: Option<&Template>) -> 
             known
                 .archived
                 .push((record.archive_as.clone(), record.from_id.clone()));
+        }
+        // A stage learns its copy's identity and fingerprint as it goes:
+        // they are in its steps' results, not in its record.
+        if record.kind == crate::plan::TransactionKind::Stage && record.state == TxnState::Committed
+        {
+            let results = journal.steps(record.id).unwrap_or_default();
+            let outputs: Vec<StepOutput> = results
+                .iter()
+                .filter_map(|step| step.result.as_deref())
+                .filter_map(|text| serde_json::from_str(text).ok())
+                .collect();
+            let copy = outputs.iter().find_map(|output| match output {
+                StepOutput::Copy { id, .. } => Some(id),
+                _ => None,
+            });
+            let fingerprint = outputs.iter().find_map(|output| match output {
+                StepOutput::Fingerprint { fingerprint } => Some(fingerprint),
+                _ => None,
+            });
+            if let (Some(id), Some(fingerprint)) = (copy, fingerprint) {
+                known
+                    .fingerprints
+                    .entry(id.to_text())
+                    .or_insert_with(|| format!("{id}, {fingerprint}"));
+            }
         }
         for (id, fingerprint) in [
             (&record.from_id, &record.from_fingerprint),

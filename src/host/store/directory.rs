@@ -194,7 +194,7 @@ impl TemplateStore for DirectoryStore {
                 // A template must be on the store's own file system, or a
                 // rename would not be atomic.
                 if !relative.contains('/') && stat.st_dev != self.store_device()? {
-                    Entry::Foreign("it is on another file system than the store".into())
+                    Entry::Foreign("it is on another file system than the store, so a rename would not be atomic; copy it into the store's file system".into())
                 } else {
                     Entry::Directory(Found {
                         id: TemplateId::Inode(stat.st_ino),
