@@ -37,10 +37,10 @@
 //! its own. docs/stores.md says both to the administrator.
 
 use super::directory::{
-    kind_of, open_below, open_directory, open_parent, rename_no_replace, stat_entry,
+    kind_of, list_store, open_below, open_directory, open_parent, rename_no_replace, stat_entry,
 };
 use super::{fingerprint_tree, io_failure, TemplateStore};
-use crate::config::{valid_name, StoreKind};
+use crate::config::StoreKind;
 use crate::host::{Entry, Fingerprint, Found, HostError, HostResult, Template, TemplateId};
 use nix::sys::stat::{fstat, FileStat};
 use std::os::fd::{AsFd, OwnedFd};
@@ -310,39 +310,27 @@ impl TemplateStore for BtrfsStore {
     }
 
     fn templates(&self) -> HostResult<Vec<Template>> {
-        let context = format!("cannot list the store {:?}", self.shown());
-        let entries =
-            std::fs::read_dir(&self.path).map_err(|error| io_failure(&context, &error))?;
         let mut found = Vec::new();
-        for entry in entries {
-            let entry = entry.map_err(|error| io_failure(&context, &error))?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if !valid_name(&name) {
-                continue;
-            }
+        for entry in list_store(&self.path, &self.shown())? {
             // Anything that cannot be opened as a subvolume of the store's
             // mount (a file, a link, a jail root with a template mounted on
             // it, a plain directory) is not a template.
-            let Ok(Some(stat)) = stat_entry(&self.path, &name) else {
-                continue;
-            };
-            if kind_of(&stat) != libc::S_IFDIR {
+            if kind_of(&entry.stat) != libc::S_IFDIR {
                 continue;
             }
-            let Ok((parent, last)) = open_parent(&self.path, &name) else {
+            let Ok((parent, last)) = open_parent(&self.path, &entry.name) else {
                 continue;
             };
             let Ok(fd) = open_below(&parent, last) else {
                 continue;
             };
-            if let Ok(Entry::Directory(template)) = self.judge(&fd, &stat) {
+            if let Ok(Entry::Directory(template)) = self.judge(&fd, &entry.stat) {
                 found.push(Template {
-                    name,
+                    name: entry.name,
                     found: template,
                 });
             }
         }
-        found.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(found)
     }
 

@@ -87,6 +87,41 @@ pub(super) fn stat_entry(
     }
 }
 
+/// One top-level entry of the store with a plain name: its `lstat`, and the
+/// inode its directory entry names (on a mount point, such as a jail root
+/// with a template mounted on it, that differs from the `lstat`'s).
+pub(super) struct Listed {
+    pub(super) name: String,
+    pub(super) stat: nix::sys::stat::FileStat,
+    pub(super) entry_inode: u64,
+}
+
+/// The store's entries whose names could be templates, sorted by name; an
+/// entry that vanishes while listed is left out.
+pub(super) fn list_store(store: &Path, shown: &str) -> HostResult<Vec<Listed>> {
+    let context = format!("cannot list the store {shown:?}");
+    let entries = std::fs::read_dir(store).map_err(|error| io_failure(&context, &error))?;
+    let mut listed = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|error| io_failure(&context, &error))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !valid_name(&name) {
+            continue;
+        }
+        let Ok(Some(stat)) = stat_entry(store, &name) else {
+            continue;
+        };
+        let entry_inode = std::os::unix::fs::DirEntryExt::ino(&entry);
+        listed.push(Listed {
+            name,
+            stat,
+            entry_inode,
+        });
+    }
+    listed.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(listed)
+}
+
 pub(super) fn kind_of(stat: &nix::sys::stat::FileStat) -> libc::mode_t {
     stat.st_mode & libc::S_IFMT
 }
@@ -147,35 +182,25 @@ impl TemplateStore for DirectoryStore {
     }
 
     fn templates(&self) -> HostResult<Vec<Template>> {
-        let context = format!("cannot list the store {:?}", self.shown());
         let device = self.store_device()?;
-        let entries =
-            std::fs::read_dir(&self.path).map_err(|error| io_failure(&context, &error))?;
-        let mut found = Vec::new();
-        for entry in entries {
-            let entry = entry.map_err(|error| io_failure(&context, &error))?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if !valid_name(&name) {
-                continue;
-            }
-            let Ok(Some(stat)) = stat_entry(&self.path, &name) else {
-                continue;
-            };
-            // A mount point (a jail root) shows the root of what is mounted
-            // on it, whose inode differs from the directory entry's own.
-            let mount_point = std::os::unix::fs::DirEntryExt::ino(&entry) != stat.st_ino;
-            if kind_of(&stat) == libc::S_IFDIR && stat.st_dev == device && !mount_point {
-                found.push(Template {
-                    name,
-                    found: Found {
-                        id: TemplateId::Inode(stat.st_ino),
-                        modified: stat.st_mtime,
-                    },
-                });
-            }
-        }
-        found.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(found)
+        let listed = list_store(&self.path, &self.shown())?;
+        Ok(listed
+            .into_iter()
+            // A mount point (a jail root) is not a template, nor is
+            // anything but a directory of the store's own file system.
+            .filter(|entry| {
+                kind_of(&entry.stat) == libc::S_IFDIR
+                    && entry.stat.st_dev == device
+                    && entry.entry_inode == entry.stat.st_ino
+            })
+            .map(|entry| Template {
+                found: Found {
+                    id: TemplateId::Inode(entry.stat.st_ino),
+                    modified: entry.stat.st_mtime,
+                },
+                name: entry.name,
+            })
+            .collect())
     }
 
     fn examine(&self, relative: &str) -> HostResult<Entry> {
