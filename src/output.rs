@@ -16,9 +16,43 @@
 
 use crate::plan::Action;
 use chrono::{DateTime, Utc};
+use std::borrow::Cow;
 use std::io::{IsTerminal, Write};
 use std::sync::Mutex;
 use std::time::Instant;
+
+/// `text` with every control character but the line feed written as an
+/// escape (`\r`, `\t`, `\x1b`, `\u{9b}`), so that what a reason, a command's
+/// output or an error message holds cannot move the cursor, recolour or
+/// retitle the operator's terminal.
+pub fn printable(text: &str) -> Cow<'_, str> {
+    escape_controls(text, true)
+}
+
+/// [`printable`], with line feeds escaped too: for one-line fields and
+/// table cells, which a line feed would break.
+pub fn printable_inline(text: &str) -> Cow<'_, str> {
+    escape_controls(text, false)
+}
+
+fn escape_controls(text: &str, keep_newline: bool) -> Cow<'_, str> {
+    let escaped = |c: char| c.is_control() && !(keep_newline && c == '\n');
+    if !text.chars().any(escaped) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        match c {
+            c if !escaped(c) => out.push(c),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x80 => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+        }
+    }
+    Cow::Owned(out)
+}
 
 /// Results on stdout.
 pub struct Output {
@@ -54,9 +88,15 @@ impl Output {
         }
     }
 
-    /// One line of text on stdout.
+    /// Text for a human on stdout, its control characters but line feeds
+    /// escaped ([`printable`]).
+    pub fn text(&self, text: &str) {
+        self.bytes(printable(text).as_bytes());
+    }
+
+    /// One line of text on stdout, as [`Output::text`] writes it.
     pub fn line(&self, text: impl AsRef<str>) {
-        let mut text = text.as_ref().to_string();
+        let mut text = printable(text.as_ref()).into_owned();
         text.push('\n');
         self.bytes(text.as_bytes());
     }
@@ -75,10 +115,15 @@ impl Output {
         }
     }
 
-    /// Prints rows as an aligned table; the last column is not padded.
+    /// Prints rows as an aligned table; the last column is not padded. A
+    /// cell's control characters, line feeds included, are escaped.
     pub fn table<const N: usize>(&self, header: &[&str; N], rows: &[[String; N]]) {
+        let rows: Vec<[String; N]> = rows
+            .iter()
+            .map(|row| row.clone().map(|cell| printable_inline(&cell).into_owned()))
+            .collect();
         let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
-        for row in rows {
+        for row in &rows {
             for (index, cell) in row.iter().enumerate() {
                 widths[index] = widths[index].max(cell.chars().count());
             }
@@ -99,7 +144,7 @@ impl Output {
             text.push('\n');
         };
         line(header.to_vec());
-        for row in rows {
+        for row in &rows {
             line(row.iter().map(String::as_str).collect());
         }
         self.bytes(text.as_bytes());
@@ -140,6 +185,7 @@ impl Drop for OutputWriter<'_> {
 
 /// Writes a warning to stderr (lost, like everything else, when stderr is gone).
 pub fn warning(message: &str) {
+    let message = printable(message);
     let _ = std::io::stderr()
         .lock()
         .write_all(format!("jailswap: warning: {message}\n").as_bytes());
@@ -148,9 +194,9 @@ pub fn warning(message: &str) {
 /// Writes an error and its help line to stderr; a stderr that cannot be
 /// written loses them, as it loses everything else.
 pub fn error(message: &str, help: Option<&str>) {
-    let mut text = format!("jailswap: error: {message}\n");
+    let mut text = format!("jailswap: error: {}\n", printable(message));
     if let Some(help) = help {
-        text.push_str(&format!("help: {help}\n"));
+        text.push_str(&format!("help: {}\n", printable(help)));
     }
     let _ = std::io::stderr().lock().write_all(text.as_bytes());
 }
@@ -186,7 +232,11 @@ impl Reporter {
         if self.quiet {
             return;
         }
-        let stamp = format!("[{:>7.3}s] {text}", self.started.elapsed().as_secs_f64());
+        let stamp = format!(
+            "[{:>7.3}s] {}",
+            self.started.elapsed().as_secs_f64(),
+            printable_inline(text)
+        );
         let mut stderr = std::io::stderr().lock();
         let _ = match (self.live, permanent) {
             // Clear the live line, then write a line that stays.

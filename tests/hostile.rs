@@ -169,6 +169,83 @@ fn no_panic(output: &std::process::Output, context: &str) {
     assert_ne!(code(output), 101, "{context}: {}", describe(output));
 }
 
+// What a reason or a command's output holds reaches the operator's terminal
+// as text: escape sequences (which could clear the screen, retitle the
+// window or forge a line) and line feeds are written as escapes, tables keep
+// one row per transaction, and `show`'s command line still pastes back into
+// a shell as the same words.
+#[test]
+fn control_characters_reach_the_terminal_escaped() {
+    let env = Env::standard();
+    let reason = "two\nlines \u{1b}]0;pwned\u{7} \u{1b}[2J\rforged";
+    let mut printed = Vec::new();
+    let upgraded = env.run(&["upgrade", "--to", "mroot.2", "--reason", reason]);
+    assert_eq!(code(&upgraded), 0, "{}", describe(&upgraded));
+    printed.push(("upgrade", upgraded));
+    let staged = env.run(&[
+        "stage",
+        "--as",
+        "mroot.3",
+        "--run",
+        "printf '\\033[2Jwiped\\n\\033]0;title\\007\\n'; exit 3",
+    ]);
+    assert_eq!(code(&staged), 1, "{}", describe(&staged));
+    printed.push(("stage", staged));
+    for arguments in [
+        &["history"][..],
+        &["show", "1"],
+        &["show", "2"],
+        &["show", "1", "--timeline"],
+        &["status"],
+    ] {
+        let output = env.run(arguments);
+        assert_eq!(code(&output), 0, "{arguments:?}: {}", describe(&output));
+        printed.push((arguments[0], output));
+    }
+    for (what, output) in &printed {
+        for (stream, bytes) in [("stdout", &output.stdout), ("stderr", &output.stderr)] {
+            assert!(
+                !bytes
+                    .iter()
+                    .any(|b| *b == 0x1b || *b == 0x07 || *b == b'\r'),
+                "{what} wrote a control character to {stream}: {:?}",
+                String::from_utf8_lossy(bytes)
+            );
+        }
+    }
+    let history = String::from_utf8_lossy(&printed[2].1.stdout).into_owned();
+    assert_eq!(
+        history.lines().count(),
+        3,
+        "a row per transaction: {history}"
+    );
+    assert!(history.contains("two\\nlines \\x1b]0;pwned"), "{history}");
+    let stage = String::from_utf8_lossy(&printed[4].1.stdout).into_owned();
+    assert!(stage.contains("\\x1b[2Jwiped"), "{stage}");
+
+    // The command line as `show` prints it, read back by a shell.
+    let shown = String::from_utf8_lossy(&printed[3].1.stdout).into_owned();
+    let line = shown
+        .lines()
+        .find_map(|l| l.trim_start().strip_prefix("command"))
+        .unwrap_or_else(|| panic!("no command line: {shown}"))
+        .trim()
+        .to_string();
+    let words = Command::new("bash")
+        .arg("-c")
+        .arg(format!("printf '%s\\0' {line}"))
+        .output()
+        .unwrap();
+    let words: Vec<String> = String::from_utf8_lossy(&words.stdout)
+        .split('\0')
+        .map(str::to_string)
+        .collect();
+    assert!(
+        words.iter().any(|word| word == reason),
+        "{line} reads back as {words:?}"
+    );
+}
+
 // Read-only commands whose output cannot be written (a broken pipe, a full
 // disk) exit 74, without a panic; when only stderr is lost, their answer
 // still counts. A closed stdout is reopened on /dev/null by the runtime

@@ -185,7 +185,7 @@ pub fn run(context: &Context) -> Result<u8> {
                 Err(error) => text.push_str(&format!("  FAILED  {jail}: {check}: {error}\n")),
             }
         }
-        context.output.bytes(text.as_bytes());
+        context.output.text(&text);
     }
     Ok(match (problem, health_failed) {
         (Some(code), _) => code,

@@ -177,7 +177,7 @@ pub fn plan(context: &Context, plan: &Plan) {
         ));
     }
     text.push_str("dry run: nothing was changed and nothing was recorded\n");
-    context.output.bytes(text.as_bytes());
+    context.output.text(&text);
 }
 
 /// The jail that was down longest in all, for the outcome line. A jail
@@ -258,7 +258,7 @@ pub fn outcome(
     };
     let kind = record.kind;
     let (from, to) = (&record.from_label, &record.to_label);
-    let cause = record.error.as_deref().unwrap_or("unknown");
+    let cause = crate::output::printable_inline(record.error.as_deref().unwrap_or("unknown"));
     let text = match outcome {
         Outcome::Committed if kind == TransactionKind::Stage => {
             let mut text = format!("staged: transaction {id}, {to} built from {from}\n");
@@ -284,6 +284,6 @@ pub fn outcome(
             "paused: transaction {id}, {kind} {from} -> {to}: `jailswap status` shows which template each jail runs on; `jailswap recover --resume` continues, `jailswap recover --rollback` undoes\n"
         ),
     };
-    context.output.bytes(text.as_bytes());
+    context.output.text(&text);
     outcome.exit_code()
 }

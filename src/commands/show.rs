@@ -5,6 +5,7 @@
 use super::{render, timeline, Context};
 use crate::error::Result;
 use crate::journal::{Journal, StepRecord, StepState, TxnRecord, TxnState};
+use crate::output::printable_inline;
 use crate::plan::Phase;
 use crate::preflight::refuse;
 
@@ -52,7 +53,7 @@ pub fn run(id: i64, draw: bool, context: &Context) -> Result<u8> {
             record.to_label,
             render::outcome_name(record.kind, record.outcome())
         );
-        context.output.bytes(chart.text(&title).as_bytes());
+        context.output.text(&chart.text(&title));
         return Ok(0);
     }
     if context.json() {
@@ -95,7 +96,7 @@ pub fn run(id: i64, draw: bool, context: &Context) -> Result<u8> {
         text.push_str(&format!("  to        {}: {fingerprint}\n", record.to_label));
     }
     if let Some(reason) = &record.reason {
-        text.push_str(&format!("  reason    {reason}\n"));
+        text.push_str(&format!("  reason    {}\n", printable_inline(reason)));
     }
     if let Some(ms) = record.downtime_ms {
         text.push_str(&format!(
@@ -104,15 +105,15 @@ pub fn run(id: i64, draw: bool, context: &Context) -> Result<u8> {
         ));
     }
     if let Some(error) = &record.error {
-        text.push_str(&format!("  cause     {error}\n"));
+        text.push_str(&format!("  cause     {}\n", printable_inline(error)));
     }
     if let Some(attention) = &record.attention {
-        text.push_str(&format!("  attention {attention}\n"));
+        text.push_str(&format!("  attention {}\n", printable_inline(attention)));
     }
     for line in render::stage_results(&steps) {
         text.push_str(&format!("  {line}\n"));
     }
-    context.output.bytes(text.as_bytes());
+    context.output.text(&text);
     let took = |a: &Option<String>, b: &Option<String>| match (a, b) {
         (Some(a), Some(b)) => match (
             chrono::DateTime::parse_from_rfc3339(a),

@@ -168,7 +168,7 @@ pub fn run(context: &Context) -> Result<u8> {
             }
         }
         text.push('\n');
-        context.output.bytes(text.as_bytes());
+        context.output.text(&text);
         let rows: Vec<[String; 4]> = templates
             .iter()
             .map(|t| {

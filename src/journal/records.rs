@@ -141,7 +141,11 @@ impl Audit {
 }
 
 /// Joins words into one shell command line, quoting where a shell would
-/// split or expand them.
+/// split or expand them. A word with control characters (a line feed in a
+/// reason, an escape sequence) is written in `$'...'` quotes with each
+/// written as an escape, as sh(1), bash and zsh read it back, so that the
+/// line stays one line, pastes back as the same words, and cannot drive
+/// the terminal it is printed on.
 pub fn shell_words(words: impl IntoIterator<Item = String>) -> String {
     words
         .into_iter()
@@ -152,6 +156,24 @@ pub fn shell_words(words: impl IntoIterator<Item = String>) -> String {
                     .all(|c| c.is_ascii_alphanumeric() || "-_./=:,@%+".contains(c));
             if plain {
                 word
+            } else if word.chars().any(char::is_control) {
+                let mut quoted = String::from("$'");
+                for c in word.chars() {
+                    match c {
+                        '\\' => quoted.push_str("\\\\"),
+                        '\'' => quoted.push_str("\\'"),
+                        '\n' => quoted.push_str("\\n"),
+                        '\t' => quoted.push_str("\\t"),
+                        '\r' => quoted.push_str("\\r"),
+                        c if (c as u32) < 0x80 && c.is_control() => {
+                            quoted.push_str(&format!("\\x{:02x}", c as u32))
+                        }
+                        c if c.is_control() => quoted.push_str(&format!("\\u{:04x}", c as u32)),
+                        c => quoted.push(c),
+                    }
+                }
+                quoted.push('\'');
+                quoted
             } else {
                 format!("'{}'", word.replace('\'', r"'\''"))
             }
@@ -288,6 +310,11 @@ mod tests {
         assert_eq!(
             shell_words(words.map(String::from)),
             "jailswap upgrade --reason '13.3 security fix' 'it'\\''s'"
+        );
+        let words = ["--reason", "two\nlines, it's \\ \u{1b}[31mred\u{9b}"];
+        assert_eq!(
+            shell_words(words.map(String::from)),
+            r"--reason $'two\nlines, it\'s \\ \x1b[31mred\u009b'"
         );
     }
 }
