@@ -83,7 +83,7 @@ struct RawCheck {
 
 /// The keys of the file's top level, which TOML reads as part of the last
 /// `[section]` above them when they are written after one.
-const TOP_LEVEL_KEYS: [&str; 9] = [
+pub(super) const TOP_LEVEL_KEYS: [&str; 9] = [
     "store",
     "live",
     "journal",

@@ -1,5 +1,6 @@
 //! Configuration parsing: names, defaults, durations, batch sizes.
 
+use super::parse::TOP_LEVEL_KEYS;
 use super::*;
 
 fn parse_text(text: &str) -> Result<Settings> {
@@ -56,6 +57,18 @@ fn top_level_key_below_a_section() {
     let error = parse_text("store = \"/tmp\"\nstroe = 1\n[[jail]]\nname = \"a\"\n").unwrap_err();
     let help = error.help().unwrap_or_default();
     assert!(!help.contains("top-level key"), "{error}: {help}");
+    // The list of top-level keys is the file's, less its sections: the
+    // parser names them all when it meets an unknown one.
+    let expected: Vec<String> = error
+        .to_string()
+        .split("expected one of ")
+        .nth(1)
+        .unwrap_or_default()
+        .split(", ")
+        .map(|name| name.trim().trim_matches('`').to_string())
+        .filter(|name| !["rolling", "defaults", "health", "jail"].contains(&name.as_str()))
+        .collect();
+    assert_eq!(expected, TOP_LEVEL_KEYS, "{error}");
 }
 
 // A zero duration is a duration out of range, not a malformed one.
